@@ -1,0 +1,34 @@
+# The two commands: `make run` (the service on the embedded default) and `make test` (the whole suite).
+# Both set up what they need: a venv at .venv with the pinned requirements, and Debian's
+# chromium (plus ffmpeg for generated test videos) when Playwright's own browser is absent.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8080
+export SCOPE_ALLOW_PRIVATE_URLS ?= 1
+
+.PHONY: run test setup system-deps clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed system-deps
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+run: setup
+	@echo "Claude Scope on http://127.0.0.1:$(PORT) (storage: $${SCOPE_STORAGE:-local}, data: $${SCOPE_DATA_DIR:-.scope-data})"
+	@if [ "$$SCOPE_ALLOW_PRIVATE_URLS" = "1" ]; then echo "SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open localhost and private addresses (local development)"; fi
+	@if [ -z "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY is not set: frames are read by the local analyser"; fi
+	PORT=$(PORT) $(VENV)/bin/functions-framework --source function/main.py --target scope --host 0.0.0.0 --port $(PORT)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .scope-data .pytest_cache

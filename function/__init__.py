@@ -1,0 +1,1 @@
+"""Claude Scope: screen recording + live page inspection → a prompt for a coding agent."""

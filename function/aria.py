@@ -1,0 +1,239 @@
+"""URLs → ARIA snapshots, with a real headless Chromium driven by Playwright.
+
+One browser per process, started on first use and reused; every request gets a
+fresh browser context, so nothing (cookies, storage) leaks between requests.
+Playwright's async API runs on a private event loop in its own thread, which
+lets any request thread call ``Inspector.inspect`` and lets one request's
+pages load concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Coroutine
+from urllib.parse import urlsplit
+
+from .models import Counts, Inspection, Snapshot
+from .urlguard import Resolver, decide, system_resolver
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+NETWORK_QUIET_WAIT_S = 3.0  # after "load", wait at most this long for the network to go quiet
+MAX_ARIA_CHARS = 200_000  # a snapshot above this is cut (the prompt trims much further)
+MAX_PAGES_IN_FLIGHT = 4
+
+_ROLE_LINE = re.compile(r"^\s*- (?:\"|')?([a-z]+)")
+_INPUT_ROLES = {"textbox", "checkbox", "radio", "combobox", "searchbox", "spinbutton", "slider", "switch", "listbox"}
+
+
+@dataclass
+class BrowserSettings:
+    executable_path: str | None = None  # None: Playwright's own browser, else Debian's chromium
+    page_timeout_s: float = 15.0
+    allow_private: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # exact host:port exceptions to the guard
+    resolver: Resolver = field(default=system_resolver)
+
+
+def count_roles(aria_yaml: str) -> Counts:
+    """Count the snapshot's nodes by kind, from Playwright's YAML (``- role "name"`` lines)."""
+    counts = Counts()
+    for line in aria_yaml.splitlines():
+        match = _ROLE_LINE.match(line)
+        if not match:
+            continue
+        role = match.group(1)
+        counts.total += 1
+        if role == "button":
+            counts.buttons += 1
+        elif role in _INPUT_ROLES:
+            counts.inputs += 1
+        elif role == "link":
+            counts.links += 1
+        elif role == "heading":
+            counts.headings += 1
+        elif role == "img":
+            counts.images += 1
+    return counts
+
+
+def trim_lines(text: str, max_chars: int) -> tuple[str, bool]:
+    """Cut ``text`` at a line boundary so it fits ``max_chars``; say whether it was cut."""
+    if len(text) <= max_chars:
+        return text, False
+    cut = text.rfind("\n", 0, max_chars)
+    return text[: cut if cut > 0 else max_chars], True
+
+
+class Inspector:
+    """Owns the browser; ``inspect`` is safe to call from any thread."""
+
+    def __init__(self, settings: BrowserSettings) -> None:
+        self.settings = settings
+        self._guard = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._owner_pid = 0
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._launch_lock: asyncio.Lock | None = None
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The browser's loop thread, started on first use in this process.
+
+        Lazy because the web server imports the app and then forks its workers: a
+        thread started before the fork would not exist in the worker.
+        """
+        with self._guard:
+            if self._loop is None or self._owner_pid != os.getpid():
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="browser-loop", daemon=True)
+                self._thread.start()
+                self._owner_pid = os.getpid()
+                self._playwright = self._browser = None
+                self._launch_lock = asyncio.Lock()
+            return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result(timeout)
+
+    def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection:
+        """Open each URL in a fresh context and snapshot it; never raises for a page's failure."""
+        return self._run(self._inspect(urls), timeout_s)
+
+    def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or self._owner_pid != os.getpid():
+            return
+        try:
+            self._run(self._shutdown(), 10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            self._loop = self._thread = None
+
+    async def _shutdown(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+        self._browser = self._playwright = None
+
+    async def _ensure_browser(self) -> Any:
+        assert self._launch_lock is not None
+        async with self._launch_lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            from playwright.async_api import async_playwright
+
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            executable = self.settings.executable_path
+            if executable is None and not _playwright_browser_present(self._playwright):
+                executable = shutil.which("chromium") or "/usr/bin/chromium"
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_ARGS, headless=True
+            )
+            return self._browser
+
+    async def _inspect(self, urls: list[str]) -> Inspection:
+        started = time.monotonic()
+        browser = await self._ensure_browser()
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 720}, accept_downloads=False, service_workers="block"
+        )
+        try:
+            await context.route("**/*", self._guard_route)
+            gate = asyncio.Semaphore(MAX_PAGES_IN_FLIGHT)
+
+            async def one(url: str) -> Snapshot:
+                async with gate:
+                    return await self._snapshot(context, url)
+
+            snapshots = list(await asyncio.gather(*(one(u) for u in urls)))
+        finally:
+            await context.close()
+        return Inspection(
+            urls_inspected=list(urls),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            browser=f"chromium {browser.version}",
+            snapshots=snapshots,
+        )
+
+    async def _guard_route(self, route: Any) -> None:
+        url = route.request.url
+        if urlsplit(url).scheme in {"data", "blob"}:
+            await route.continue_()
+            return
+        decision = await asyncio.to_thread(
+            decide, url, self.settings.resolver, self.settings.allow_private, self.settings.allowed_hosts
+        )
+        if decision.allowed:
+            await route.continue_()
+        else:
+            await route.abort("blockedbyclient")
+
+    async def _snapshot(self, context: Any, url: str) -> Snapshot:
+        page = await context.new_page()
+        console_errors: list[str] = []
+        failed: list[str] = []
+        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(f"uncaught: {exc}"))
+        page.on("requestfailed", lambda req: failed.append(f"{req.method} {req.url} {req.failure or 'failed'}"))
+        page.on(
+            "response",
+            lambda resp: failed.append(f"{resp.request.method} {resp.url} {resp.status}") if resp.status >= 400 else None,
+        )
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+        page.on("popup", lambda popup: asyncio.ensure_future(popup.close()))
+        started = time.monotonic()
+        timeout_ms = self.settings.page_timeout_s * 1000
+        try:
+            response = await page.goto(url, wait_until="load", timeout=timeout_ms)
+            try:
+                await page.wait_for_load_state("networkidle", timeout=NETWORK_QUIET_WAIT_S * 1000)
+            except Exception:  # noqa: BLE001 - a busy network is not a failure; the page has loaded
+                pass
+            aria, truncated = trim_lines(await page.aria_snapshot(timeout=timeout_ms), MAX_ARIA_CHARS)
+            snapshot = Snapshot(
+                url=url,
+                success=True,
+                counts=count_roles(aria),
+                aria_tree=aria,
+                aria_tree_truncated=truncated,
+                final_url=page.url,
+                http_status=response.status if response else None,
+                title=await page.title(),
+            )
+        except Exception as exc:  # noqa: BLE001 - any page failure becomes the snapshot's error
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            snapshot = Snapshot(url=url, success=False, error=message, final_url=page.url or None)
+        finally:
+            snapshot_time = int((time.monotonic() - started) * 1000)
+            await page.close()
+        snapshot.load_time_ms = snapshot_time
+        snapshot.console_errors = console_errors
+        snapshot.failed_requests = failed
+        return snapshot
+
+
+def _playwright_browser_present(playwright: Any) -> bool:
+    """Is Playwright's own Chromium installed (the container image), or must we use the system's?"""
+    try:
+        return os.path.exists(playwright.chromium.executable_path)
+    except Exception:  # noqa: BLE001 - no browser registry at all
+        return False

@@ -1,0 +1,67 @@
+"""The pipeline without a server: ``python -m function.cli VIDEO --title T --url URL``.
+
+Prints the prompt (or the whole ProcessingResponse with ``--json``). Uses the
+same configuration as the service, so results land in the same store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import config as config_module
+from . import pipeline
+from .app import make_deps, setup_logging
+from .frames import VideoError
+from .http import ANONYMOUS, processing_json
+from .models import AGENT_TARGETS
+from .upload import RawUpload, UploadError, validate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m function.cli", description=__doc__.splitlines()[0])
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--url", required=True, help="where the recorded flow starts (seedUrl)")
+    parser.add_argument("--notes", default="")
+    parser.add_argument("--target", default="CLAUDE_CODE", choices=AGENT_TARGETS)
+    parser.add_argument("--json", action="store_true", help="print the whole ProcessingResponse")
+    args = parser.parse_args(argv)
+    setup_logging()
+    config = config_module.load()
+    try:
+        with open(args.video, "rb") as video:
+            head = video.read(4096)
+        raw = RawUpload(
+            texts={"title": args.title, "seedUrl": args.url, "notes": args.notes, "agentTarget": args.target},
+            video_path=args.video, video_size=os.path.getsize(args.video), head=head,
+        )
+        fields = validate(raw)
+    except (OSError, UploadError) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    deps = make_deps(config)
+    request = pipeline.RecordingRequest(
+        video_path=args.video, file_size=raw.video_size, mime_type=fields.mime_type, title=fields.title,
+        seed_url=fields.seed_url, notes=fields.notes, agent_target=fields.agent_target, client_duration_ms=None,
+        owner_id=ANONYMOUS,
+    )
+    try:
+        session = pipeline.run(request, deps)
+    except (pipeline.UrlNotAllowed, VideoError, pipeline.PipelineTimeout) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        deps.browser.close()
+    if args.json:
+        print(json.dumps(processing_json(session), indent=2, ensure_ascii=False))
+    else:
+        print(session.prompt)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

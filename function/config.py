@@ -1,0 +1,121 @@
+"""Every setting of the service, read from the environment once, at start-up.
+
+Nothing else in the package reads ``os.environ``: the settings travel down as a
+``Config`` value, so tests build one directly and modules stay pure.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+# The contract's limits (API.md).
+MAX_VIDEO_BYTES = 104_857_600
+MAX_TITLE_CHARS = 500
+MAX_NOTES_CHARS = 2000
+MAX_URL_CHARS = 2048
+
+# Default vision model: a current vision-capable Claude model from the SDK's list.
+DEFAULT_VISION_MODEL = "claude-sonnet-5-5"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _api_keys(raw: str | None) -> dict[str, str]:
+    """``owner:key,owner:key`` → {key: owner}."""
+    keys: dict[str, str] = {}
+    for pair in _csv(raw):
+        owner, sep, key = pair.partition(":")
+        if not sep or not owner.strip() or not key.strip():
+            raise ConfigError("SCOPE_API_KEYS must be comma-separated owner:key pairs")
+        keys[key.strip()] = owner.strip()
+    return keys
+
+
+@dataclass(frozen=True)
+class Config:
+    port: int = 8080
+    storage: str = "local"  # local | gcs
+    sessions: str = "local"  # local | firestore
+    data_dir: Path = Path(".scope-data")
+    bucket: str | None = None
+    gcp_project: str | None = None
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    vision_model: str = DEFAULT_VISION_MODEL
+    allow_private_urls: bool = False
+    api_keys: Mapping[str, str] = field(default_factory=dict)  # key → owner
+    cors_origins: tuple[str, ...] = ()
+    chromium_path: str | None = None
+    # Service limits not named by the contract (documented in the README).
+    max_inflight: int = 2
+    deadline_s: float = 300.0
+    page_timeout_s: float = 15.0
+    max_video_seconds: float = 15 * 60
+    max_video_pixels: int = 3840 * 2160
+    max_frames: int = 60
+    signing_secret: str = ""
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+def load(env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from ``env`` (the process environment by default)."""
+    env = os.environ if env is None else env
+    storage = env.get("SCOPE_STORAGE", "local").strip() or "local"
+    sessions = env.get("SCOPE_SESSIONS", "local").strip() or "local"
+    if storage not in {"local", "gcs"}:
+        raise ConfigError(f"SCOPE_STORAGE must be local or gcs, got {storage!r}")
+    if sessions not in {"local", "firestore"}:
+        raise ConfigError(f"SCOPE_SESSIONS must be local or firestore, got {sessions!r}")
+    bucket = env.get("SCOPE_BUCKET") or None
+    if storage == "gcs" and not bucket:
+        raise ConfigError("SCOPE_STORAGE=gcs needs SCOPE_BUCKET")
+    return Config(
+        port=int(_number(env, "PORT", 8080)),
+        storage=storage,
+        sessions=sessions,
+        data_dir=Path(env.get("SCOPE_DATA_DIR", "").strip() or ".scope-data"),
+        bucket=bucket,
+        gcp_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+        anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+        vision_model=env.get("SCOPE_VISION_MODEL", "").strip() or DEFAULT_VISION_MODEL,
+        allow_private_urls=_flag(env.get("SCOPE_ALLOW_PRIVATE_URLS"), False),
+        api_keys=_api_keys(env.get("SCOPE_API_KEYS")),
+        cors_origins=_csv(env.get("SCOPE_CORS_ORIGINS")),
+        chromium_path=env.get("SCOPE_CHROMIUM_PATH") or None,
+        max_inflight=max(1, int(_number(env, "SCOPE_MAX_INFLIGHT", 2))),
+        deadline_s=_number(env, "SCOPE_DEADLINE_S", 300.0),
+        page_timeout_s=_number(env, "SCOPE_PAGE_TIMEOUT_S", 15.0),
+        max_video_seconds=_number(env, "SCOPE_MAX_VIDEO_SECONDS", 15 * 60),
+        max_video_pixels=int(_number(env, "SCOPE_MAX_VIDEO_PIXELS", 3840 * 2160)),
+        max_frames=max(1, int(_number(env, "SCOPE_MAX_FRAMES", 60))),
+        signing_secret=env.get("SCOPE_SIGNING_SECRET", ""),
+    )

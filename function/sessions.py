@@ -1,0 +1,151 @@
+"""Session records: one per recording, owned by the caller that made it.
+
+One interface, ``SessionStore``; ``LocalSessionStore`` keeps each record as a
+JSON file laid out like the Firestore collection (``sessions/{id}.json``).
+Listing is newest first with an opaque cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .config import Config, ConfigError
+from .models import Session, from_json, to_json
+
+
+class SessionsUnavailable(RuntimeError):
+    """The session database cannot be reached: the request fails with 503."""
+
+
+class BadPageToken(ValueError):
+    pass
+
+
+@dataclass
+class Stats:
+    total_sessions: int
+    completed_sessions: int
+    total_duration: int
+    avg_processing_time: int
+
+
+class SessionStore(Protocol):
+    def put(self, session: Session) -> None: ...
+
+    def get(self, owner_id: str, session_id: str) -> Session | None: ...
+
+    def list(self, owner_id: str, limit: int | None, page_token: str | None) -> tuple[list[Session], str | None]: ...
+
+    def delete(self, owner_id: str, session_id: str) -> bool: ...
+
+    def stats(self, owner_id: str) -> Stats: ...
+
+    def check(self) -> None: ...
+
+
+def encode_token(session: Session) -> str:
+    raw = json.dumps([session.created_at, session.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[str, str]:
+    try:
+        created_at, session_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return str(created_at), str(session_id)
+    except (ValueError, TypeError) as exc:
+        raise BadPageToken("pageToken is not one this service issued") from exc
+
+
+def page(sessions: list[Session], limit: int | None, page_token: str | None) -> tuple[list[Session], str | None]:
+    """Newest first; after the token's (createdAt, id) when given; at most ``limit``."""
+    ordered = sorted(sessions, key=lambda s: (s.created_at, s.id), reverse=True)
+    if page_token:
+        cursor = decode_token(page_token)
+        ordered = [s for s in ordered if (s.created_at, s.id) < cursor]
+    if limit is None or len(ordered) <= limit:
+        return ordered, None
+    return ordered[:limit], encode_token(ordered[limit - 1])
+
+
+def compute_stats(sessions: list[Session]) -> Stats:
+    done = [s for s in sessions if s.status == "complete"]
+    avg = round(sum(s.processing_time for s in done) / len(done)) if done else 0
+    return Stats(len(sessions), len(done), sum(s.duration for s in sessions), avg)
+
+
+class LocalSessionStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def _path(self, session_id: str) -> Path:
+        return self.root / "sessions" / f"{session_id}.json"
+
+    def _read(self, path: Path) -> Session | None:
+        try:
+            return from_json(Session, json.loads(path.read_text("utf-8")))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SessionsUnavailable(f"local sessions: {exc.strerror or exc}") from exc
+
+    def _all(self, owner_id: str) -> list[Session]:
+        folder = self.root / "sessions"
+        if not folder.is_dir():
+            return []
+        found = (self._read(p) for p in folder.glob("*.json"))
+        return [s for s in found if s is not None and s.owner_id == owner_id]
+
+    def put(self, session: Session) -> None:
+        path = self._path(session.id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(to_json(session), out)
+                os.replace(tmp, path)
+        except OSError as exc:
+            raise SessionsUnavailable(f"local sessions: {exc.strerror or exc}") from exc
+
+    def get(self, owner_id: str, session_id: str) -> Session | None:
+        if not session_id.replace("_", "").isalnum():
+            return None
+        session = self._read(self._path(session_id))
+        return session if session is not None and session.owner_id == owner_id else None
+
+    def list(self, owner_id: str, limit: int | None, page_token: str | None) -> tuple[list[Session], str | None]:
+        return page(self._all(owner_id), limit, page_token)
+
+    def delete(self, owner_id: str, session_id: str) -> bool:
+        if self.get(owner_id, session_id) is None:
+            return False
+        try:
+            self._path(session_id).unlink(missing_ok=True)
+        except OSError as exc:
+            raise SessionsUnavailable(f"local sessions: {exc.strerror or exc}") from exc
+        return True
+
+    def stats(self, owner_id: str) -> Stats:
+        return compute_stats(self._all(owner_id))
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as exc:
+            raise SessionsUnavailable(f"local sessions at {self.root} are not writable") from exc
+
+
+def open_sessions(config: Config) -> SessionStore:
+    if config.sessions == "local":
+        return LocalSessionStore(config.data_dir / "records")
+    raise ConfigError(f"SCOPE_SESSIONS={config.sessions} is not supported by this build")

@@ -1,0 +1,274 @@
+"""Reading ``POST /recordings``: a streaming multipart parser, byte sniffing and the field rules.
+
+The body is read in chunks and the video goes straight to a temporary file, so
+memory stays flat whatever the upload; the size limit is enforced while
+streaming. Field rules are the contract's (API.md); each failure is an
+``UploadError`` carrying the contract's status and code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+from .config import MAX_NOTES_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, MAX_VIDEO_BYTES
+from .models import AGENT_TARGETS
+
+CHUNK = 256 * 1024
+MAX_TEXT_FIELD_BYTES = 64 * 1024  # far above any text rule; stops a huge "title" from filling memory
+MAX_PARTS = 32
+MAX_BODY_OVERHEAD = 1024 * 1024  # multipart framing and text fields on top of the video
+TEXT_FIELDS = ("title", "seedUrl", "notes", "agentTarget", "durationMs")
+SNIFF_BYTES = 4096
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+class DiskFull(OSError):
+    """The temporary directory cannot take the upload."""
+
+
+@dataclass
+class RawUpload:
+    """What the multipart body held, before the field rules."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    video_path: Path | None = None
+    video_size: int = 0
+    head: bytes = b""  # the first bytes of the video, for sniffing
+
+    def discard(self) -> None:
+        if self.video_path is not None:
+            self.video_path.unlink(missing_ok=True)
+            self.video_path = None
+
+
+@dataclass
+class RecordingFields:
+    title: str
+    seed_url: str
+    notes: str
+    agent_target: str
+    client_duration_ms: int | None
+    mime_type: str
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    """The multipart boundary, or 415 when the body is not multipart/form-data."""
+    mimetype, options = parse_options_header(content_type or "")
+    if mimetype != "multipart/form-data":
+        raise UploadError(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be multipart/form-data")
+    boundary = options.get("boundary", "")
+    if not boundary or len(boundary) > 200:
+        raise UploadError(415, "UNSUPPORTED_MEDIA_TYPE", "multipart/form-data needs a boundary")
+    return boundary.encode("latin-1", "replace")
+
+
+def too_large() -> UploadError:
+    return UploadError(413, "FILE_TOO_LARGE", f"the file exceeds the limit of {MAX_VIDEO_BYTES} bytes", "file")
+
+
+def read_multipart(stream: BinaryIO, content_type: str | None, content_length: int | None,
+                   tmp_dir: str | None = None, max_file_bytes: int = MAX_VIDEO_BYTES) -> RawUpload:
+    """Stream the body: text fields into memory (capped), the ``file`` part into a temp file."""
+    boundary = boundary_of(content_type)
+    max_body = max_file_bytes + MAX_BODY_OVERHEAD
+    if content_length is not None and content_length > max_body:
+        raise too_large()
+    decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
+    upload = RawUpload()
+    seen: set[str] = set()
+    current: str | None = None  # name of the part being read; "" for a part we skip
+    text = bytearray()
+    video: BinaryIO | None = None
+    body_bytes = 0
+    finished = False
+    try:
+        while not finished:
+            event = decoder.next_event()
+            if isinstance(event, NeedData):
+                chunk = stream.read(CHUNK)
+                body_bytes += len(chunk)
+                if body_bytes > max_body:
+                    raise too_large()
+                decoder.receive_data(chunk or None)  # None marks the end: a truncated body then fails
+                continue
+            if isinstance(event, (Field, File)):
+                name = event.name
+                if name in seen and (name == "file" or name in TEXT_FIELDS):
+                    raise UploadError(400, "INVALID_FIELD", f"{name} is given more than once", name)
+                seen.add(name)
+                if name == "file":
+                    if not isinstance(event, File):
+                        raise UploadError(400, "INVALID_FIELD", "file must be a file part", "file")
+                    fd, path = tempfile.mkstemp(prefix="scope-upload-", suffix=".video", dir=tmp_dir)
+                    upload.video_path = Path(path)
+                    video = os.fdopen(fd, "wb")
+                    current = "file"
+                else:
+                    current = name if name in TEXT_FIELDS else ""
+                    text = bytearray()
+            elif isinstance(event, Data):
+                if current == "file":
+                    upload.video_size += len(event.data)
+                    if upload.video_size > max_file_bytes:
+                        raise too_large()
+                    if len(upload.head) < SNIFF_BYTES:
+                        upload.head += event.data[: SNIFF_BYTES - len(upload.head)]
+                    video.write(event.data)  # type: ignore[union-attr]
+                elif current:
+                    if len(text) + len(event.data) <= MAX_TEXT_FIELD_BYTES:
+                        text += event.data
+                    else:
+                        text = bytearray(b"\xff" * (MAX_TEXT_FIELD_BYTES + 1))  # marks "too long"
+                if not event.more_data:
+                    if current == "file" and video is not None:
+                        video.close()
+                        video = None
+                    elif current:
+                        upload.texts[current] = _decode_text(current, bytes(text))
+                    current = None
+            elif isinstance(event, Epilogue):
+                finished = True
+    except UploadError:
+        upload.discard()
+        raise
+    except RequestEntityTooLarge:  # werkzeug: more parts than MAX_PARTS
+        upload.discard()
+        raise UploadError(400, "INVALID_FIELD", f"the body has more than {MAX_PARTS} parts") from None
+    except ValueError as exc:  # werkzeug: malformed multipart
+        upload.discard()
+        raise UploadError(400, "INVALID_FIELD", f"the multipart body is malformed ({exc})") from None
+    except OSError as exc:
+        upload.discard()
+        raise DiskFull(exc.errno, "the temporary directory cannot take the upload") from None
+    finally:
+        if video is not None:
+            video.close()
+    if not finished:
+        upload.discard()
+        raise UploadError(400, "INVALID_FIELD", "the multipart body ended before its closing boundary")
+    return upload
+
+
+def _decode_text(name: str, raw: bytes) -> str:
+    if len(raw) > MAX_TEXT_FIELD_BYTES:
+        raise UploadError(400, "INVALID_FIELD", f"{name} is far too long", name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UploadError(400, "INVALID_FIELD", f"{name} must be UTF-8 text", name) from None
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _ebml_vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int]:
+    first = data[pos]
+    length = 1
+    while length <= 8 and not first & (0x80 >> (length - 1)):
+        length += 1
+    if length > 8 or pos + length > len(data):
+        raise ValueError("bad EBML varint")
+    value = first if keep_marker else first & (0xFF >> length)
+    for b in data[pos + 1 : pos + length]:
+        value = (value << 8) | b
+    return value, pos + length
+
+
+def sniff_video(head: bytes) -> str | None:
+    """``video/webm``, ``video/x-matroska`` or ``video/mp4`` from the file's first bytes, else None.
+
+    Matroska/WebM: the EBML header's DocType element (0x4282). MP4: an ISO-BMFF ``ftyp`` box.
+    """
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "video/mp4"
+    if head[:4] != b"\x1a\x45\xdf\xa3":
+        return None
+    try:
+        size, pos = _ebml_vint(head, 4, keep_marker=False)
+        end = min(len(head), pos + size)
+        while pos < end:
+            element_id, pos = _ebml_vint(head, pos, keep_marker=True)
+            length, pos = _ebml_vint(head, pos, keep_marker=False)
+            if element_id == 0x4282:
+                doctype = head[pos : pos + length].rstrip(b"\x00")
+                return {b"webm": "video/webm", b"matroska": "video/x-matroska"}.get(doctype)
+            pos += length
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- field rules
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _clean(name: str, value: str, allow_newlines: bool) -> str:
+    value = unicodedata.normalize("NFC", value).strip()
+    bad = _CONTROL.search(value) or (not allow_newlines and re.search(r"[\r\n\t]", value))
+    if bad:
+        raise UploadError(400, "INVALID_FIELD", f"{name} contains control characters", name)
+    return value
+
+
+def check_seed_url(value: str) -> str:
+    if len(value) > MAX_URL_CHARS:
+        raise UploadError(400, "INVALID_FIELD", f"seedUrl must be at most {MAX_URL_CHARS} characters", "seedUrl")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise UploadError(400, "INVALID_FIELD", "seedUrl is not a valid URL", "seedUrl") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or re.search(r"\s", value):
+        raise UploadError(400, "INVALID_FIELD", "seedUrl must be an absolute http:// or https:// URL with a host",
+                          "seedUrl")
+    return value
+
+
+def validate(upload: RawUpload) -> RecordingFields:
+    """Apply the contract's rules in a fixed order: missing fields, broken rules, then the file's type."""
+    texts = upload.texts
+    if upload.video_path is None:
+        raise UploadError(400, "MISSING_FIELD", "file is required", "file")
+    if upload.video_size == 0:
+        raise UploadError(400, "MISSING_FIELD", "file is empty", "file")
+    for name in ("title", "seedUrl"):
+        if not texts.get(name, "").strip():
+            raise UploadError(400, "MISSING_FIELD", f"{name} is required", name)
+    title = _clean("title", texts["title"], allow_newlines=False)
+    if len(title) > MAX_TITLE_CHARS:
+        raise UploadError(400, "INVALID_FIELD", f"title must be 1–{MAX_TITLE_CHARS} characters", "title")
+    seed_url = check_seed_url(texts["seedUrl"].strip())
+    notes = _clean("notes", texts.get("notes", ""), allow_newlines=True)
+    if len(notes) > MAX_NOTES_CHARS:
+        raise UploadError(400, "INVALID_FIELD", f"notes must be at most {MAX_NOTES_CHARS} characters", "notes")
+    agent_target = texts.get("agentTarget", "").strip() or "CLAUDE_CODE"
+    if agent_target not in AGENT_TARGETS:
+        raise UploadError(400, "INVALID_FIELD", f"agentTarget must be one of {', '.join(AGENT_TARGETS)}",
+                          "agentTarget")
+    duration_ms = None
+    raw_duration = texts.get("durationMs", "").strip()
+    if raw_duration:
+        if not raw_duration.isascii() or not raw_duration.isdigit() or len(raw_duration) > 12:
+            raise UploadError(400, "INVALID_FIELD", "durationMs must be a non-negative integer", "durationMs")
+        duration_ms = int(raw_duration)
+    mime_type = sniff_video(upload.head)
+    if mime_type is None:
+        raise UploadError(415, "UNSUPPORTED_MEDIA_TYPE", "file is not a webm, mp4 or mkv video", "file")
+    return RecordingFields(title, seed_url, notes, agent_target, duration_ms, mime_type)

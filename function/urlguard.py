@@ -1,0 +1,76 @@
+"""Where the server's browser may go: a pure decision over a URL and its DNS answers.
+
+The browser runs on our network with our credentials nearby (the metadata
+server), so user-given URLs must not reach loopback, private, link-local,
+shared or metadata addresses unless the operator allows it (local development).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
+
+Resolver = Callable[[str], Iterable[str]]
+
+BLOCKED_HOSTNAMES = {"metadata.google.internal", "metadata", "metadata.goog"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+def system_resolver(host: str) -> list[str]:
+    """Every address the system resolver gives for ``host`` (IP spellings like ``127.1`` included)."""
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return sorted({info[4][0] for info in infos})
+
+
+def address_is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return address_is_public(str(ip.ipv4_mapped))
+        if ip.sixtofour is not None and not address_is_public(str(ip.sixtofour)):
+            return False
+    return ip.is_global and not ip.is_multicast
+
+
+def decide(url: str, resolve: Resolver = system_resolver, allow_private: bool = False,
+           allowed_hosts: frozenset[str] = frozenset()) -> Decision:
+    """May the browser open ``url``? ``allowed_hosts`` lists exact ``host:port`` exceptions."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return Decision(False, "the URL cannot be parsed")
+    if parts.scheme not in {"http", "https"}:
+        return Decision(False, f"scheme {parts.scheme or '(none)'} is not allowed")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        return Decision(False, "the URL has no host")
+    if allow_private:
+        return Decision(True)
+    port = port or (443 if parts.scheme == "https" else 80)
+    if f"{host}:{port}" in allowed_hosts:
+        return Decision(True)
+    if host in BLOCKED_HOSTNAMES:
+        return Decision(False, f"{host} is a metadata host")
+    try:
+        addresses = list(resolve(host))
+    except (OSError, UnicodeError):
+        return Decision(False, f"{host} does not resolve")
+    if not addresses:
+        return Decision(False, f"{host} does not resolve")
+    for address in addresses:
+        try:
+            public = address_is_public(address)
+        except ValueError:
+            return Decision(False, f"{host} resolves to an unreadable address")
+        if not public:
+            return Decision(False, f"{host} resolves to a non-public address ({address})")
+    return Decision(True)
