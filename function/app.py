@@ -29,6 +29,7 @@ def make_deps(config: Config) -> pipeline.Deps:
             executable_path=config.chromium_path,
             page_timeout_s=config.page_timeout_s,
             allow_private=config.allow_private_urls,
+            allowed_hosts=config.allowed_hosts,
         )
     )
     return pipeline.Deps(config, open_store(config), open_sessions(config), make_analyser(config), browser)

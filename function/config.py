@@ -68,6 +68,7 @@ class Config:
     anthropic_base_url: str | None = None
     vision_model: str = DEFAULT_VISION_MODEL
     allow_private_urls: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # exact host:port exceptions to the URL guard
     api_keys: Mapping[str, str] = field(default_factory=dict)  # key → owner
     cors_origins: tuple[str, ...] = ()
     chromium_path: str | None = None
@@ -108,6 +109,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
         vision_model=env.get("SCOPE_VISION_MODEL", "").strip() or DEFAULT_VISION_MODEL,
         allow_private_urls=_flag(env.get("SCOPE_ALLOW_PRIVATE_URLS"), False),
+        allowed_hosts=frozenset(h.lower() for h in _csv(env.get("SCOPE_ALLOWED_HOSTS"))),
         api_keys=_api_keys(env.get("SCOPE_API_KEYS")),
         cors_origins=_csv(env.get("SCOPE_CORS_ORIGINS")),
         chromium_path=env.get("SCOPE_CHROMIUM_PATH") or None,

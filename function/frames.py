@@ -27,7 +27,8 @@ from .models import KeyFrame, Region, VideoInfo, to_json
 SAMPLE_FPS = 10.0  # UI changes last ≥ 100 ms; 10 samples/s catch them all
 ANALYSIS_LONG_EDGE = 640  # px of the grayscale copy SSIM runs on
 LOCAL_SSIM_CHANGED = 0.80  # an SSIM-map pixel below this counts as changed
-MIN_CHANGE_AREA = 0.0012  # changed area (fraction of the screen) smaller than a pointer is noise
+POINTER_BOX = (32, 40)  # screen px: a change that fits in this box is a pointer or a caret, not UI
+SSIM_SPREAD = 8  # analysis px the 11-px SSIM window adds around a change
 SETTLE_MS = 300  # the screen must hold still this long before a change is captured
 MAX_SETTLE_MS = 2500  # a change that never settles (typing, animation) is captured anyway
 
@@ -59,8 +60,12 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((2 * mu_ab + _C1) * (2 * cov + _C2)) / ((mu_aa + mu_bb + _C1) * (var_a + var_b + _C2))
 
 
-def changed_region(smap: np.ndarray) -> tuple[Region | None, float]:
-    """Bounding box (analysis pixels) of changes larger than pointer-sized noise, and their area."""
+def changed_region(smap: np.ndarray, scale: float = 1.0) -> tuple[Region | None, float]:
+    """Bounding box (analysis pixels) of the changes bigger than a pointer, and their area fraction.
+
+    ``scale`` is analysis px per screen px: the pointer keeps its size in screen pixels
+    whatever the video's resolution, so the noise box is converted with it.
+    """
     mask = (smap < LOCAL_SSIM_CHANGED).astype(np.uint8)
     if not mask.any():
         return None, 0.0
@@ -68,7 +73,13 @@ def changed_region(smap: np.ndarray) -> tuple[Region | None, float]:
         cv2.dilate(mask, np.ones((5, 5), np.uint8)), connectivity=8
     )
     total = mask.size
-    boxes = [s for s in stats[1:count] if s[cv2.CC_STAT_AREA] / total >= MIN_CHANGE_AREA]
+
+    def bigger_than_pointer(stat: np.ndarray) -> bool:
+        width = (stat[cv2.CC_STAT_WIDTH] - SSIM_SPREAD) / scale
+        height = (stat[cv2.CC_STAT_HEIGHT] - SSIM_SPREAD) / scale
+        return width > POINTER_BOX[0] or height > POINTER_BOX[1]
+
+    boxes = [s for s in stats[1:count] if bigger_than_pointer(s)]
     if not boxes:
         return None, 0.0
     x0 = min(s[0] for s in boxes)
@@ -143,7 +154,7 @@ def extract(
         else:
             smap = ssim_map(last_kept, small)
             score = float(min(1.0, max(0.0, 1.0 - smap.mean())))
-            box, _ = changed_region(smap)
+            box, _ = changed_region(smap, scale)
             region = _scale_region(box, 1 / scale, width, height) if box else None
         kept.append(KeyFrame(len(kept), ms, round(score, 4), region, width, height))
         if pool is not None:
@@ -172,19 +183,19 @@ def extract(
                 keep(ms, image, small)
                 previous = small
                 continue
-            moving = previous is not None and changed_region(ssim_map(previous, small))[0] is not None
+            moving = previous is not None and changed_region(ssim_map(previous, small), scale)[0] is not None
             previous = small
             if moving:
                 stable_since = ms
             if pending_since is None:
-                if changed_region(ssim_map(last_kept, small))[0] is not None:
+                if changed_region(ssim_map(last_kept, small), scale)[0] is not None:
                     pending_since = ms
                     stable_since = ms
             if pending_since is not None:
                 candidate = (ms, image, small)
                 settled = ms - stable_since >= SETTLE_MS
                 if settled or ms - pending_since >= MAX_SETTLE_MS:
-                    if changed_region(ssim_map(last_kept, small))[0] is not None:
+                    if changed_region(ssim_map(last_kept, small), scale)[0] is not None:
                         keep(ms, image, small)
                     pending_since = None
                     candidate = None

@@ -267,6 +267,9 @@ class Service:
     # ------------------------------------------------------------------ routes
 
     def health(self) -> Response:
+        """200 when the service can take work: both stores answer."""
+        self.store.check()
+        self.sessions.check()
         return json_response({"status": "ok", "storage": self.config.storage, "sessions": self.config.sessions,
                               "auth": self.config.auth_enabled})
 

@@ -95,7 +95,7 @@ def frame_path(session_id: str, frame_id: str) -> str:
 
 
 def check_seed_url(url: str, deps: Deps) -> None:
-    decision = decide(url, deps.resolver, deps.config.allow_private_urls)
+    decision = decide(url, deps.resolver, deps.config.allow_private_urls, deps.config.allowed_hosts)
     if not decision.allowed:
         raise UrlNotAllowed(f"seedUrl is not allowed: {decision.reason}")
 

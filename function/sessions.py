@@ -99,6 +99,7 @@ class LocalSessionStore:
     def _all(self, owner_id: str) -> list[Session]:
         folder = self.root / "sessions"
         if not folder.is_dir():
+            self.check()  # no sessions yet, or a root we cannot use
             return []
         found = (self._read(p) for p in folder.glob("*.json"))
         return [s for s in found if s is not None and s.owner_id == owner_id]

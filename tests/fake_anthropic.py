@@ -1,0 +1,109 @@
+"""A small fake of the Anthropic Messages API on 127.0.0.1, for the real SDK to talk to.
+
+It records every request and answers with a ``report_frames`` tool call built
+from the frame captions it was sent, or with whatever a test scripts: an HTTP
+error, a malformed tool call, a slow reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import re
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+def tool_answer(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A well-formed report for every frame caption in the request."""
+    frames = []
+    flow = []
+    for block in request["messages"][0]["content"]:
+        match = re.match(r"Frame (\d+) at (\d+) ms", block.get("text", "")) if block["type"] == "text" else None
+        if match:
+            index, ms = int(match.group(1)), int(match.group(2))
+            frames.append({
+                "index": index,
+                "description": f"Frame {index}: the todo list with {index} items",
+                "visibleText": f"todos {index} items left",
+                "uiState": "list shown",
+                "anomalies": ["Error: could not save"] if index == 2 else [],
+                "url": "http://127.0.0.1:8765/#/active" if index >= 2 else None,
+                "elements": [
+                    {"role": "textbox", "name": "What needs to be done?"},
+                    {"role": "checkbox", "name": "Toggle all", "state": "checked" if index >= 1 else "unchecked"},
+                ] + [{"role": "listitem", "name": f"Item {i}"} for i in range(index)],
+            })
+            flow.append({"timestamp": ms, "action": f"step at frame {index}", "screen": "todo list"})
+    answer = {
+        "id": "msg_fake", "type": "message", "role": "assistant", "model": request.get("model"),
+        "content": [{"type": "tool_use", "id": "toolu_fake", "name": "report_frames",
+                     "input": {"frames": frames, "flow": flow, "observedProblem": "Saving a todo fails.",
+                               "urlsSeen": ["http://127.0.0.1:8765/#/active"]}}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 1000 * len(frames), "output_tokens": 100 * len(frames)},
+    }
+    return 200, answer
+
+
+def error(status: int) -> Behaviour:
+    def answer(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return status, {"type": "error", "error": {"type": "api_error", "message": f"fake {status}"}}
+    return answer
+
+
+def malformed(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return 200, {"id": "msg_bad", "type": "message", "role": "assistant", "model": "m",
+                 "content": [{"type": "text", "text": "Here are my thoughts in prose instead."}],
+                 "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 5}}
+
+
+class FakeAnthropic:
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.script: deque[Behaviour] = deque()
+        self.default: Behaviour = tool_answer
+        self.latency_s = latency_s
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                request = json.loads(self.rfile.read(length))
+                with fake._lock:
+                    fake.requests.append(request)
+                    fake.headers.append(dict(self.headers))
+                    behaviour = fake.script.popleft() if fake.script else fake.default
+                if fake.latency_s:
+                    time.sleep(fake.latency_s)
+                status, body = behaviour(request)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def images(self, request: dict[str, Any]) -> list[bytes]:
+        return [base64.b64decode(b["source"]["data"]) for b in request["messages"][0]["content"] if b["type"] == "image"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

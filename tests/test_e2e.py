@@ -1,0 +1,349 @@
+"""End to end: the real service as a subprocess (functions-framework), real uploads over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from conftest import REPO, PageServer, RunningService, upload
+
+SESSION_ID = re.compile(r"^sess_[A-Z0-9]{8}$")
+FRAME_ID = re.compile(r"^frm_[A-Z0-9]{8}$")
+
+
+def assert_error(response: requests.Response, status: int, code: str, field: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["statusCode"] == status and body["code"] == code and body["message"]
+    assert body["requestId"] and body["requestId"] == response.headers["X-Request-Id"]
+    if field:
+        assert body["field"] == field
+    assert "Traceback" not in response.text
+    return body
+
+
+def assert_nothing_left(service: RunningService) -> None:
+    assert service.stored_sessions() == [] and service.records() == []
+    assert service.temp_files() == []
+
+
+@pytest.fixture(scope="module")
+def open_service(start_service) -> RunningService:
+    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_CORS_ORIGINS="https://dash.example")
+
+
+# --------------------------------------------------------------------------- the happy path
+
+
+def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, pages: PageServer,
+                                                  small_video: Path) -> None:
+    svc = open_service
+    response = upload(svc.url, small_video, seedUrl=pages.url + "/", agentTarget="CLAUDE_CODE")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert SESSION_ID.match(body["sessionId"]) and body["status"] == "complete"
+    assert body["fileSize"] == small_video.stat().st_size and body["mimeType"] == "video/webm"
+    assert body["title"] == "Todo is not saved" and body["agentTarget"] == "CLAUDE_CODE"
+    assert body["frameCount"] == len(body["frames"]) == 3
+    assert body["urlsInspected"] == [pages.url + "/"] and body["warnings"] == []
+    assert [f["timestamp"] for f in body["frames"]] == sorted(f["timestamp"] for f in body["frames"])
+    for frame in body["frames"]:
+        assert FRAME_ID.match(frame["id"]) and frame["sessionId"] == body["sessionId"]
+        assert frame["thumbnailUrl"] == f"/sessions/{body['sessionId']}/frames/{frame['id']}"
+        assert set(frame["diffSummary"]) == {"added", "changed", "removed"} and isinstance(frame["ariaTree"], list)
+        assert frame["analysis"]["provider"] == "local:region-analyser" and frame["analysis"]["description"]
+        assert 0 <= frame["changeScore"] <= 1 and frame["createdAt"].endswith("Z")
+    snap = body["inspection"]["snapshots"][0]
+    assert snap["success"] and snap["title"] == "Todo app" and snap["httpStatus"] == 200
+    assert snap["counts"]["buttons"] == 1 and 'button "Add"' in snap["ariaTree"]
+    assert body["inspection"]["browser"].startswith("chromium")
+    prompt = body["prompt"]
+    assert "<task>" in prompt and "Todo is not saved" in prompt and "pressing Enter does nothing" in prompt
+    assert 'button "Add"' in prompt and pages.url in prompt
+
+    sid = body["sessionId"]
+    frame = body["frames"][1]
+    image = requests.get(svc.url + frame["thumbnailUrl"], timeout=10)
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
+
+    for base in (svc.url, svc.url + "/api"):
+        session = requests.get(f"{base}/sessions/{sid}", headers={"Content-Type": "application/json"}).json()
+        assert session["id"] == sid and session["status"] == "complete" and session["frameCount"] == 3
+        assert session["urls"] == [pages.url + "/"] and session["urlCount"] == 1
+        assert session["inspection"] == session["inspectionJson"] and session["inspection"]["snapshots"]
+        assert session["duration"] == 4 and session["prompt"] == prompt
+        assert session["timings"]["videoMs"] > 0 and session["timings"]["browserMs"] > 0
+    listing = requests.get(svc.url + "/api/sessions").json()
+    assert [s["id"] for s in listing][:1] == [sid] and isinstance(listing[0]["frames"], list)
+    status = requests.get(f"{svc.url}/sessions/{sid}/status").json()
+    assert status == {"sessionId": sid, "sessionStatus": "complete", "processingStatus": "complete",
+                      "processingTime": body["processingMs"], "lastError": None}
+    markdown = requests.get(f"{svc.url}/sessions/{sid}/prompt")
+    assert markdown.headers["Content-Type"].startswith("text/markdown") and markdown.text == prompt
+
+    patched = requests.patch(f"{svc.url}/api/sessions/{sid}", json={"agentTarget": "CODEX", "title": "Renamed"})
+    assert patched.status_code == 200
+    assert patched.json()["agentTarget"] == "CODEX" and "## Acceptance criteria" in patched.json()["prompt"]
+    assert "Renamed" in patched.json()["prompt"]
+    regenerated = requests.post(f"{svc.url}/sessions/{sid}/generate-prompt").json()
+    assert regenerated == {"sessionId": sid, "promptStatus": "complete", "prompt": patched.json()["prompt"]}
+    assert_error(requests.patch(f"{svc.url}/sessions/{sid}", json={"status": "done"}), 400, "INVALID_FIELD", "status")
+    assert_error(requests.patch(f"{svc.url}/sessions/{sid}", data="{not json", headers={"Content-Type": "application/json"}),
+                 400, "INVALID_FIELD")
+
+    stats = requests.get(f"{svc.url}/sessions/stats").json()
+    assert stats["totalSessions"] >= 1 and stats["completedSessions"] >= 1 and stats["totalDuration"] >= 4
+
+    deleted = requests.delete(f"{svc.url}/api/sessions/{sid}", headers={"Content-Type": "application/json"})
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert_error(requests.get(f"{svc.url}/sessions/{sid}"), 404, "NOT_FOUND")
+    assert_error(requests.get(svc.url + frame["thumbnailUrl"]), 404, "NOT_FOUND")
+    assert not (svc.data_dir / "objects" / "sessions" / sid).exists()
+    assert svc.temp_files() == []
+
+
+def test_lanes_run_concurrently(open_service: RunningService, pages: PageServer, recordings: Path) -> None:
+    """The browser lane waits on a slow page while the video lane decodes: the time is the longer lane's."""
+    response = upload(open_service.url, recordings / "todomvc_quick_1280_h264.mkv", seedUrl=pages.url + "/slow?d=3")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    timings = body["timings"]
+    assert timings["browserMs"] >= 3000 and timings["videoMs"] >= 1000
+    assert body["processingMs"] < timings["videoMs"] + timings["browserMs"] - 500
+    assert body["processingMs"] >= max(timings["videoMs"], timings["browserMs"])
+    assert body["mimeType"] == "video/x-matroska" and body["frameCount"] >= 8
+
+
+def test_browser_recorded_webm_without_duration(open_service: RunningService, pages: PageServer,
+                                                recordings: Path) -> None:
+    response = upload(open_service.url, recordings / "todomvc_basic_1280_mediarecorder.webm",
+                      seedUrl=pages.url + "/", durationMs="41000", agentTarget="RAW")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["frameCount"] >= 10 and body["prompt"].startswith("# Todo is not saved")
+    session = requests.get(f"{open_service.url}/sessions/{body['sessionId']}").json()
+    assert session["duration"] == 41
+
+
+def test_a_page_that_fails_is_a_warning_not_a_failure(open_service: RunningService, small_video: Path) -> None:
+    response = upload(open_service.url, small_video, seedUrl="http://127.0.0.1:9/")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["inspection"]["snapshots"][0]["success"] is False
+    assert body["inspection"]["snapshots"][0]["error"]
+    assert any("could not be inspected" in w for w in body["warnings"])
+
+
+# --------------------------------------------------------------------------- every error of POST /recordings
+
+
+@pytest.fixture
+def clean_service(open_service: RunningService) -> Iterator[RunningService]:
+    """The open service with no sessions, so a test can check nothing was stored."""
+    for sid in [p.name for p in open_service.stored_sessions()]:
+        requests.delete(f"{open_service.url}/sessions/{sid}")
+    assert_nothing_left(open_service)
+    yield open_service
+    assert_nothing_left(open_service)
+
+
+def test_missing_field(clean_service: RunningService, small_video: Path, pages: PageServer) -> None:
+    response = upload(clean_service.url, small_video, title=None, seedUrl=pages.url)
+    assert assert_error(response, 400, "MISSING_FIELD", "title")["message"] == "title is required"
+    no_file = requests.post(clean_service.url + "/recordings", files={"title": (None, "t"), "seedUrl": (None, pages.url)})
+    assert_error(no_file, 400, "MISSING_FIELD", "file")
+
+
+def test_invalid_field(clean_service: RunningService, small_video: Path, pages: PageServer) -> None:
+    assert_error(upload(clean_service.url, small_video, seedUrl=pages.url, agentTarget="GEMINI"),
+                 400, "INVALID_FIELD", "agentTarget")
+    assert_error(upload(clean_service.url, small_video, seedUrl="javascript:alert(1)"), 400, "INVALID_FIELD", "seedUrl")
+    assert_error(upload(clean_service.url, small_video, seedUrl=pages.url, title="x" * 501), 400, "INVALID_FIELD", "title")
+
+
+def _multipart_stream(total_file_bytes: int) -> Iterator[bytes]:
+    yield (b'--b0undary\r\nContent-Disposition: form-data; name="title"\r\n\r\nBig\r\n'
+           b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="big.webm"\r\n\r\n')
+    chunk = b"\x1a\x45\xdf\xa3" + b"\x00" * (1024 * 1024 - 4)
+    for _ in range(total_file_bytes // len(chunk)):
+        yield chunk
+    yield b"\r\n--b0undary--\r\n"
+
+
+def test_file_too_large_while_streaming(clean_service: RunningService) -> None:
+    response = requests.post(clean_service.url + "/recordings", data=_multipart_stream(101 * 1024 * 1024),
+                             headers={"Content-Type": "multipart/form-data; boundary=b0undary"}, timeout=120)
+    assert_error(response, 413, "FILE_TOO_LARGE", "file")
+
+
+def test_declared_body_too_large(clean_service: RunningService) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", clean_service.port, timeout=30)
+    conn.putrequest("POST", "/api/recordings")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=b0undary")
+    conn.putheader("Content-Length", str(500 * 1024 * 1024))
+    conn.endheaders()
+    conn.send(b"--b0undary\r\n")
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    assert response.status == 413 and body["code"] == "FILE_TOO_LARGE"
+    conn.close()
+
+
+def test_unsupported_media_type(clean_service: RunningService, tmp_path: Path, pages: PageServer) -> None:
+    as_json = requests.post(clean_service.url + "/recordings", json={"title": "t", "seedUrl": pages.url})
+    assert_error(as_json, 415, "UNSUPPORTED_MEDIA_TYPE")
+    fake = tmp_path / "screenshot.webm"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000)
+    assert_error(upload(clean_service.url, fake, seedUrl=pages.url), 415, "UNSUPPORTED_MEDIA_TYPE", "file")
+
+
+def test_undecodable_video(clean_service: RunningService, tmp_path: Path, pages: PageServer,
+                           small_video: Path) -> None:
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(small_video.read_bytes()[:60] + b"\x00\xff" * 4000)
+    assert_error(upload(clean_service.url, broken, seedUrl=pages.url), 422, "UNDECODABLE_VIDEO", "file")
+
+
+def test_unknown_session_and_route(clean_service: RunningService) -> None:
+    assert_error(requests.get(clean_service.url + "/sessions/sess_NOPE0000"), 404, "NOT_FOUND")
+    assert_error(requests.get(clean_service.url + "/api/nothing-here"), 404, "NOT_FOUND")
+    assert_error(requests.put(clean_service.url + "/recordings"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_cors_preflight_and_errors_carry_cors_headers(open_service: RunningService) -> None:
+    origin = {"Origin": "https://dash.example"}
+    preflight = requests.options(open_service.url + "/api/sessions", headers={
+        **origin, "Access-Control-Request-Method": "DELETE", "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+    assert "DELETE" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    missing = requests.get(open_service.url + "/sessions/sess_NOPE0000", headers=origin)
+    assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+    other = requests.get(open_service.url + "/sessions", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_health(open_service: RunningService) -> None:
+    for path in ("/health", "/healthz", "/api/health"):
+        assert requests.get(open_service.url + path).json()["status"] == "ok"
+    assert requests.get(open_service.url + "/auth/me").json() == {"id": "anonymous", "name": "anonymous", "email": ""}
+
+
+# --------------------------------------------------------------------------- auth, owners and the URL guard
+
+
+@pytest.fixture(scope="module")
+def locked_service(start_service, pages: PageServer) -> RunningService:
+    return start_service(SCOPE_API_KEYS="alice:key-alice,bob:key-bob", SCOPE_ALLOW_PRIVATE_URLS="0",
+                         SCOPE_ALLOWED_HOSTS=f"127.0.0.1:{pages.port}")
+
+
+ALICE = {"Authorization": "Bearer key-alice"}
+BOB = {"Authorization": "Bearer key-bob"}
+
+
+def test_unauthorized(locked_service: RunningService, small_video: Path, pages: PageServer) -> None:
+    assert requests.get(locked_service.url + "/health").status_code == 200
+    assert_error(requests.get(locked_service.url + "/sessions"), 401, "UNAUTHORIZED")
+    assert_error(requests.get(locked_service.url + "/sessions", headers={"Authorization": "Bearer key-alicf"}),
+                 401, "UNAUTHORIZED")
+    assert_error(upload(locked_service.url, small_video, seedUrl=pages.url), 401, "UNAUTHORIZED")
+    assert requests.get(locked_service.url + "/auth/me", headers=ALICE).json()["id"] == "alice"
+    assert_nothing_left(locked_service)
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]", "localhost.", "[::1]"])
+def test_url_not_allowed(locked_service: RunningService, small_video: Path, host: str) -> None:
+    response = upload(locked_service.url, small_video, seedUrl=f"http://{host}:8080/admin", headers=ALICE)
+    assert_error(response, 422, "URL_NOT_ALLOWED", "seedUrl")
+    assert_nothing_left(locked_service)
+
+
+def test_sessions_belong_to_their_owner_and_thumbnails_are_signed(locked_service: RunningService, small_video: Path,
+                                                                  pages: PageServer) -> None:
+    response = upload(locked_service.url, small_video, seedUrl=pages.url + "/", headers=ALICE)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    sid = body["sessionId"]
+    assert_error(requests.get(f"{locked_service.url}/sessions/{sid}", headers=BOB), 404, "NOT_FOUND")
+    assert requests.get(locked_service.url + "/sessions", headers=BOB).json() == []
+    assert_error(requests.delete(f"{locked_service.url}/sessions/{sid}", headers=BOB), 404, "NOT_FOUND")
+    thumb = body["frames"][0]["thumbnailUrl"]
+    assert "signature=" in thumb
+    assert requests.get(locked_service.url + thumb).content.startswith(b"\x89PNG")  # an <img> sends no header
+    bare = thumb.split("?")[0]
+    assert_error(requests.get(locked_service.url + bare), 401, "UNAUTHORIZED")
+    assert requests.get(locked_service.url + bare, headers=ALICE).status_code == 200
+    assert_error(requests.get(locked_service.url + bare, headers=BOB), 404, "NOT_FOUND")
+    assert_error(requests.get(locked_service.url + thumb.replace("signature=", "signature=0")), 401, "UNAUTHORIZED")
+    created = requests.post(locked_service.url + "/sessions", json={"title": "By hand", "frameCount": 2}, headers=BOB)
+    assert created.status_code == 201 and created.json()["status"] == "processing"
+    assert created.json()["prompt"] == "" and created.json()["frames"] == []
+    assert [s["id"] for s in requests.get(locked_service.url + "/sessions", headers=BOB).json()] == [created.json()["id"]]
+    assert requests.delete(f"{locked_service.url}/sessions/{sid}", headers=ALICE).status_code == 204
+
+
+# --------------------------------------------------------------------------- back-pressure, deadline, storage
+
+
+@pytest.fixture(scope="module")
+def tight_service(start_service) -> RunningService:
+    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_MAX_INFLIGHT="1", SCOPE_DEADLINE_S="2")
+
+
+def test_deadline_and_busy(tight_service: RunningService, small_video: Path, pages: PageServer) -> None:
+    results: dict[str, requests.Response] = {}
+
+    def slow() -> None:
+        results["slow"] = upload(tight_service.url, small_video, seedUrl=pages.url + "/slow?d=4")
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.7)
+    busy = upload(tight_service.url, small_video, seedUrl=pages.url + "/")
+    worker.join(60)
+    body = assert_error(busy, 429, "BUSY")
+    assert int(busy.headers["Retry-After"]) > 0 and "limit" in body["message"]
+    assert_error(results["slow"], 504, "TIMEOUT")
+    assert_nothing_left(tight_service)
+
+
+def test_storage_unavailable(start_service, tmp_path_factory, small_video: Path, pages: PageServer) -> None:
+    blocker = tmp_path_factory.mktemp("blocked") / "not-a-dir"
+    blocker.write_text("a file where the data folder should be")
+    service = start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_DATA_DIR=str(blocker / "data"))
+    assert_error(requests.get(service.url + "/health"), 503, "UNAVAILABLE")
+    assert_error(upload(service.url, small_video, seedUrl=pages.url + "/"), 503, "UNAVAILABLE")
+    assert_error(requests.get(service.url + "/sessions"), 503, "UNAVAILABLE")
+    assert service.temp_files() == []
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, pages: PageServer) -> None:
+    env = {"PATH": "/usr/bin:/bin", "SCOPE_DATA_DIR": str(tmp_path / "data"), "SCOPE_ALLOW_PRIVATE_URLS": "1",
+           "HOME": str(tmp_path)}
+    args = [sys.executable, "-m", "function.cli", str(small_video), "--title", "CLI run", "--url", pages.url + "/"]
+    prompt = subprocess.run(args + ["--target", "CURSOR"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert prompt.returncode == 0, prompt.stderr
+    assert prompt.stdout.startswith("Problem: CLI run")
+    as_json = subprocess.run(args + ["--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    body = json.loads(as_json.stdout)
+    assert SESSION_ID.match(body["sessionId"]) and body["frameCount"] == 3
+    refused = subprocess.run(args[:6] + ["--url", "ftp://x"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "seedUrl" in refused.stderr

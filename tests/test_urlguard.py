@@ -1,0 +1,67 @@
+"""The URL guard's decision, with DNS answers injected: no connection is ever made."""
+
+from __future__ import annotations
+
+import pytest
+
+from function.urlguard import address_is_public, decide
+
+
+def resolver(table: dict[str, list[str]]):
+    def resolve(host: str) -> list[str]:
+        if host not in table:
+            raise OSError("no such host")
+        return table[host]
+    return resolve
+
+
+PUBLIC = resolver({"example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+                   "internal.example": ["10.1.2.3"],
+                   "mixed.example": ["93.184.215.14", "192.168.1.10"],
+                   "metadata.example": ["169.254.169.254"]})
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.5.4", "192.168.0.1", "169.254.169.254", "100.64.0.1",
+    "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1",
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "ff02::1", "2002:7f00:1::1", "fd00:ec2::254",
+])
+def test_non_public_addresses(address: str) -> None:
+    assert not address_is_public(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+def test_public_addresses(address: str) -> None:
+    assert address_is_public(address)
+
+
+def test_public_host_is_allowed() -> None:
+    assert decide("https://example.com/app", PUBLIC).allowed
+
+
+@pytest.mark.parametrize("url", [
+    "http://internal.example/", "http://mixed.example/", "http://metadata.example/computeMetadata/v1/",
+    "http://metadata.google.internal/", "http://METADATA.GOOGLE.INTERNAL./", "http://nowhere.example/",
+    "file:///etc/passwd", "javascript:alert(1)", "ftp://example.com/", "http:///nohost",
+])
+def test_refused(url: str) -> None:
+    decision = decide(url, PUBLIC)
+    assert not decision.allowed and decision.reason
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "[::ffff:127.0.0.1]",
+                                  "localhost", "localhost.", "[::1]", "0"])
+def test_loopback_spellings_with_the_system_resolver(host: str) -> None:
+    """IP spellings resolve locally (no network): every one lands on a loopback address."""
+    assert not decide(f"http://{host}:8080/", allow_private=False).allowed
+
+
+def test_private_allowed_in_local_development() -> None:
+    assert decide("http://127.0.0.1:3000/", PUBLIC, allow_private=True).allowed
+    assert not decide("file:///etc/passwd", PUBLIC, allow_private=True).allowed
+
+
+def test_exact_host_port_exception() -> None:
+    allowed = frozenset({"127.0.0.1:8765"})
+    assert decide("http://127.0.0.1:8765/x", allowed_hosts=allowed).allowed
+    assert not decide("http://127.0.0.1:8766/x", allowed_hosts=allowed).allowed
