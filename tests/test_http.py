@@ -1,0 +1,67 @@
+"""The HTTP layer in-process: faults that cannot be provoked from outside (a bug → 500)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flask
+import pytest
+
+from function.config import Config
+from function.http import Service
+from function.sessions import LocalSessionStore
+from function.storage import LocalStore
+
+
+def client_for(tmp_path: Path, run_pipeline) -> flask.testing.FlaskClient:
+    config = Config(data_dir=tmp_path, allow_private_urls=True)
+    service = Service(config, LocalStore(tmp_path / "objects"), LocalSessionStore(tmp_path / "records"), run_pipeline)
+    app = flask.Flask("test")
+    methods = ["GET", "POST", "PATCH", "DELETE", "OPTIONS", "PUT"]
+    app.add_url_rule("/", "root", lambda: service.handle(flask.request), methods=methods)
+    app.add_url_rule("/<path:path>", "all", lambda path: service.handle(flask.request), methods=methods)
+    return app.test_client()
+
+
+def test_a_bug_is_a_500_without_a_stack_trace(tmp_path: Path, small_video: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def broken_pipeline(_request):
+        raise RuntimeError("secret internal detail")
+
+    client = client_for(tmp_path, broken_pipeline)
+    with open(small_video, "rb") as fh:
+        response = client.post("/api/recordings", data={"file": (fh, "v.webm"), "title": "t",
+                                                         "seedUrl": "http://127.0.0.1/"},
+                               content_type="multipart/form-data")
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body["code"] == "INTERNAL" and body["statusCode"] == 500 and body["message"] == "internal error"
+    assert "secret internal detail" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "secret internal detail" in caplog.text  # the log keeps what the answer hides
+    assert list((tmp_path / "objects").glob("**/*")) == []
+
+
+def test_json_body_limit(tmp_path: Path) -> None:
+    client = client_for(tmp_path, lambda r: None)
+    response = client.post("/sessions", data=b"{" + b" " * (2 * 1024 * 1024) + b"}", content_type="application/json")
+    assert response.status_code == 413 and response.get_json()["code"] == "FILE_TOO_LARGE"
+    assert client.post("/sessions", json={"title": "  "}).get_json()["code"] == "MISSING_FIELD"
+    assert client.post("/sessions", json=["a"]).get_json()["code"] == "INVALID_FIELD"
+    created = client.post("/sessions", json={"title": "ok", "agentTarget": "CURSOR", "urlCount": 3})
+    assert created.status_code == 201 and created.get_json()["agentTarget"] == "CURSOR"
+    assert client.post("/sessions", json={"title": "x", "frameCount": -1}).get_json()["field"] == "frameCount"
+    sid = created.get_json()["id"]
+    assert client.patch(f"/sessions/{sid}", json={"ownerId": "mallory"}).get_json()["code"] == "INVALID_FIELD"
+    assert client.get("/sessions?limit=0").get_json()["field"] == "limit"
+    assert client.get("/sessions?limit=1&pageToken=garbage").get_json()["field"] == "pageToken"
+
+
+def test_paging_header(tmp_path: Path) -> None:
+    client = client_for(tmp_path, lambda r: None)
+    for n in range(3):
+        client.post("/sessions", json={"title": f"s{n}"})
+    first = client.get("/sessions?limit=2")
+    assert len(first.get_json()) == 2 and first.headers["X-Next-Page-Token"]
+    rest = client.get(f"/sessions?limit=2&pageToken={first.headers['X-Next-Page-Token']}")
+    assert len(rest.get_json()) == 1 and "X-Next-Page-Token" not in rest.headers
+    assert len(client.get("/sessions").get_json()) == 3
