@@ -41,9 +41,9 @@ from .models import KeyFrame, Region, VideoInfo, to_json
 
 # Thresholds. Each is a property of screens, pointers and codecs, not of one recording.
 SAMPLE_FPS = 10.0  # a UI state lasts at least ~100 ms; 10 samples a second see every one
-ANALYSIS_LONG_EDGE = 640  # px; pointer and glyph strokes stay visible at 1/3 of 1080p
+ANALYSIS_MAX_EDGE = 960  # px: frames are halved until their long edge fits (halving is cheap and exact)
 DIFF_LEVEL = 20  # gray levels (of 255): below this a difference is codec noise or dithering
-GROUP_PX = 5  # analysis px: differences closer than this belong to one region (a word, a row)
+GROUP_PX = 4  # analysis px: differences this close belong to one region (the letters of a word)
 REGION_SSIM = 0.92  # a region this similar in structure to the reference is noise, not a change
 POINTER_BOX = (36, 44)  # screen px: a region that fits here may be the pointer (arrow, hand, I-beam)
 CARET_BOX = (5, 48)  # screen px: a region this thin and short is a blinking text caret
@@ -112,19 +112,33 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def changed_boxes(reference: np.ndarray, current: np.ndarray) -> list[Box]:
     """Regions where ``current`` differs from ``reference`` in structure, not just in noise."""
     diff = cv2.absdiff(reference, current)
-    _, mask = cv2.threshold(diff, DIFF_LEVEL, 255, cv2.THRESH_BINARY)
+    _, mask = cv2.threshold(diff, DIFF_LEVEL, 1, cv2.THRESH_BINARY)
     if cv2.countNonZero(mask) == 0:
         return []
-    grouped = cv2.dilate(mask, np.ones((GROUP_PX, GROUP_PX), np.uint8))
-    count, _, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    # A changed pixel with no changed neighbour is sensor or codec noise: a stroke, a line, a
+    # glyph always changes pixels in touch with each other.
+    neighbours = cv2.boxFilter(mask, -1, (3, 3), normalize=False)
+    mask = cv2.bitwise_and(mask, (neighbours >= 2).view(np.uint8))
+    if cv2.countNonZero(mask) == 0:
+        return []
+    # Group on a 1/GROUP_PX grid (a cell is on if any pixel in it changed): neighbouring cells
+    # join into one region, and labelling the small grid is cheap.
+    cells = cv2.dilate(mask, np.ones((GROUP_PX, GROUP_PX), np.uint8))[::GROUP_PX, ::GROUP_PX]
+    count, _, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(cells), connectivity=8)
     height, width = current.shape
     boxes = []
-    for x, y, w, h, _ in stats[1:count]:
+    for cx, cy, cw, ch, _ in stats[1:count]:
+        x0, y0 = max(0, cx * GROUP_PX - GROUP_PX), max(0, cy * GROUP_PX - GROUP_PX)
+        x1, y1 = min(width, (cx + cw) * GROUP_PX + GROUP_PX), min(height, (cy + ch) * GROUP_PX + GROUP_PX)
+        bx, by, bw, bh = cv2.boundingRect(mask[y0:y1, x0:x1])  # the exact extent inside the cells
+        if bw == 0:
+            continue
+        box = Box(x0 + bx, y0 + by, bw, bh)
         # Judge the region with SSIM on a crop with room for the SSIM window.
-        x0, y0 = max(0, x - 6), max(0, y - 6)
-        x1, y1 = min(width, x + w + 6), min(height, y + h + 6)
-        if ssim(reference[y0:y1, x0:x1], current[y0:y1, x0:x1]) < REGION_SSIM:
-            boxes.append(Box(int(x), int(y), int(w), int(h)))
+        sx0, sy0 = max(0, box.x - 6), max(0, box.y - 6)
+        sx1, sy1 = min(width, box.x + box.w + 6), min(height, box.y + box.h + 6)
+        if ssim(reference[sy0:sy1, sx0:sx1], current[sy0:sy1, sx0:sx1]) < REGION_SSIM:
+            boxes.append(box)
     return boxes
 
 
@@ -135,7 +149,7 @@ class _Classifier:
     scale: float
 
     def native(self, box: Box) -> tuple[float, float]:
-        return (box.w - GROUP_PX + 1) / self.scale, (box.h - GROUP_PX + 1) / self.scale
+        return box.w / self.scale, box.h / self.scale
 
     def pointer_sized(self, box: Box, factor: float = 1.0) -> bool:
         w, h = self.native(box)
@@ -222,7 +236,7 @@ def _union(boxes: list[Box]) -> Box:
 
 
 def _encode_png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise VideoError("could not encode a frame image")
     return buf.tobytes()
@@ -355,14 +369,19 @@ class _Extractor:
         self.candidate: tuple[DecodedFrame, np.ndarray] | None = None
 
     def analysis_copy(self, item: DecodedFrame) -> np.ndarray:
+        """Grayscale, halved (pixel-area averaging) until the long edge is at most ANALYSIS_MAX_EDGE."""
         gray = item.gray()
         if not self.width:
             self.height, self.width = gray.shape[:2]
-            self.scale = min(1.0, ANALYSIS_LONG_EDGE / max(self.width, self.height))
+            halvings = 0
+            while max(self.width, self.height) / 2**halvings > ANALYSIS_MAX_EDGE:
+                halvings += 1
+            self.scale = 1 / 2**halvings
             self.tracker = _PointerTracker(_Classifier(self.scale))
-        if self.scale < 1:
-            size = (max(1, round(self.width * self.scale)), max(1, round(self.height * self.scale)))
-            return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        while gray.shape[1] > self.width * self.scale + 1:
+            height, width = gray.shape[:2]
+            even = gray[: height - height % 2, : width - width % 2]
+            gray = cv2.resize(even, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(gray)
 
     def keep(self, item: DecodedFrame, small: np.ndarray, boxes: list[Box], replace: bool = False) -> None:
