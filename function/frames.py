@@ -46,7 +46,8 @@ DIFF_LEVEL = 20  # gray levels (of 255): below this a difference is codec noise 
 GROUP_PX = 4  # analysis px: differences this close belong to one region (the letters of a word)
 REGION_SSIM = 0.92  # a region this similar in structure to the reference is noise, not a change
 POINTER_BOX = (36, 44)  # screen px: a region that fits here may be the pointer (arrow, hand, I-beam)
-CARET_BOX = (5, 48)  # screen px: a region this thin and short is a blinking text caret
+CARET_MAX = (8, 72)  # screen px: a vertical line this thin (with codec blur) and short is a text caret
+SPECK_PX = 4  # screen px: a difference this small in both directions is a codec speck
 TRAIL_MARGIN = 6  # screen px around each tracked pointer position
 POINTER_REACH = 400  # screen px the pointer can travel between two samples (4000 px/s)
 SETTLE_MS = 300  # the screen must hold still this long before a change is captured
@@ -83,10 +84,6 @@ class Box:
     def overlaps(self, other: "Box") -> bool:
         return (self.x < other.x + other.w and other.x < self.x + self.w
                 and self.y < other.y + other.h and other.y < self.y + self.h)
-
-    def inside(self, other: "Box") -> bool:
-        return (other.x <= self.x and other.y <= self.y and self.x + self.w <= other.x + other.w
-                and self.y + self.h <= other.y + other.h)
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -156,8 +153,10 @@ class _Classifier:
         return w <= POINTER_BOX[0] * factor and h <= POINTER_BOX[1] * factor
 
     def caret(self, box: Box) -> bool:
+        """A blinking caret (a tall thin line), or a speck too small to be any UI element."""
         w, h = self.native(box)
-        return w <= CARET_BOX[0] and h <= CARET_BOX[1]
+        line = w <= CARET_MAX[0] and 3 * w <= h <= CARET_MAX[1]
+        return line or (w <= SPECK_PX and h <= SPECK_PX)
 
     def distance(self, a: Box, b: Box) -> float:
         """Screen px between the centres of two regions."""
@@ -188,11 +187,20 @@ class _PointerTracker:
     def update(self, motion: list[Box]) -> list[Box]:
         """Feed one sample's motion regions; return those that are neither pointer nor caret."""
         margin = self._margin()
-        known = [b.grown(margin) for b in self.trail + self.last + self.moving]
         # A slow move merges the old and new positions into one region up to twice the pointer's size.
         small = [b for b in motion if self.classify.pointer_sized(b, 2.0) and not self.classify.caret(b)]
+        # The pointer is one object: it departs from (at most) one place. Look where it was last
+        # seen first, then anywhere on its trail, then where a small thing moved a sample ago.
+        departures: list[Box] = []
+        for known in (self.last, self.trail, self.moving):
+            grown = [k.grown(margin) for k in known]
+            departures = [b for b in small if any(b.overlaps(k) for k in grown)]
+            if departures:
+                break
         self.moving = small
-        departures = [b for b in small if any(b.overlaps(k) for k in known)]
+        if len(departures) > 2:  # many small changes at once (a re-render, a codec key frame)
+            anchor = self.last[-1] if self.last else departures[0]
+            departures = sorted(departures, key=lambda b: self.classify.distance(b, anchor))[:2]
         arrivals = [b for b in small if b not in departures and self.classify.pointer_sized(b)]
         pointer = list(departures)
         # One pointer-sized departure means the pointer went somewhere new: the nearest small
@@ -212,9 +220,10 @@ class _PointerTracker:
         """Is this difference against the kept frame only the pointer's (or a caret's)?"""
         if self.classify.caret(box):
             return True
+        if not self.classify.pointer_sized(box, 2.0):
+            return False  # bigger than the pointer, even one that moved a little: the UI changed
         margin = self._margin()
-        touching = [t.grown(margin) for t in self.trail + self.last if box.overlaps(t.grown(margin))]
-        return bool(touching) and box.inside(_union(touching).grown(margin))
+        return any(box.overlaps(t.grown(margin)) for t in self.trail + self.last)
 
     def rebase(self) -> None:
         """A frame was kept: the trail restarts at the pointer's current place."""
@@ -367,6 +376,7 @@ class _Extractor:
         self.pending_since: int | None = None  # when an uncaptured UI change was first seen
         self.still_since = 0  # when the screen last moved (pointer and caret aside)
         self.candidate: tuple[DecodedFrame, np.ndarray] | None = None
+        self.last_changes: list[Box] | None = None  # changes against the reference at the last sample
 
     def analysis_copy(self, item: DecodedFrame) -> np.ndarray:
         """Grayscale, halved (pixel-area averaging) until the long edge is at most ANALYSIS_MAX_EDGE."""
@@ -402,6 +412,7 @@ class _Extractor:
         self.reference_blank = float(small.std()) < BLANK_STD
         self.pending_since = None
         self.candidate = None
+        self.last_changes = None
         assert self.tracker is not None
         self.tracker.rebase()
 
@@ -417,7 +428,8 @@ class _Extractor:
             self.previous = small
             return
         assert self.tracker is not None
-        motion = self.tracker.update(changed_boxes(self.previous, small))
+        moved = changed_boxes(self.previous, small)
+        motion = self.tracker.update(moved)
         self.previous = small
         if motion:
             self.still_since = item.ms
@@ -425,7 +437,9 @@ class _Extractor:
             # The recorder's blank first frame: the first real screen takes its place.
             self.keep(item, small, [], replace=True)
             return
-        changes = self.changes(small)
+        if moved or self.last_changes is None:
+            self.last_changes = self.changes(small)
+        changes = self.last_changes  # nothing moved since the last sample: the same answer
         if changes and self.pending_since is None:
             self.pending_since = item.ms
         if self.pending_since is None:
