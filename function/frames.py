@@ -244,8 +244,14 @@ def _union(boxes: list[Box]) -> Box:
     return Box(x0, y0, x1 - x0, y1 - y0)
 
 
+# Screen content: the "up" filter and run-length matching compress it as well as the default
+# adaptive filters (often better) at a third of the time.
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+
+
 def _encode_png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode(".png", image, _PNG_PARAMS)
     if not ok:
         raise VideoError("could not encode a frame image")
     return buf.tobytes()
