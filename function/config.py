@@ -79,6 +79,7 @@ class Config:
     max_video_seconds: float = 15 * 60
     max_video_pixels: int = 3840 * 2160
     max_frames: int = 60
+    prompt_tokens: int = 8000
     signing_secret: str = ""
 
     @property
@@ -119,5 +120,6 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_video_seconds=_number(env, "SCOPE_MAX_VIDEO_SECONDS", 15 * 60),
         max_video_pixels=int(_number(env, "SCOPE_MAX_VIDEO_PIXELS", 3840 * 2160)),
         max_frames=max(1, int(_number(env, "SCOPE_MAX_FRAMES", 60))),
+        prompt_tokens=max(500, int(_number(env, "SCOPE_PROMPT_TOKENS", 8000))),
         signing_secret=env.get("SCOPE_SIGNING_SECRET", ""),
     )

@@ -343,7 +343,7 @@ class Service:
 
     def generate_prompt(self, request: Request, owner: str, session_id: str) -> Response:
         session = self._session(owner, session_id)
-        session.prompt = render(session.agent_target, Evidence.of(session))
+        session.prompt = render(session.agent_target, Evidence.of(session), self.config.prompt_tokens)
         self._save_prompt(session)
         return json_response({"sessionId": session.id, "promptStatus": "complete", "prompt": session.prompt})
 
@@ -377,7 +377,7 @@ class Service:
         self._apply(session, body)
         session.updated_at = now_rfc3339()
         if retarget:
-            session.prompt = render(session.agent_target, Evidence.of(session))
+            session.prompt = render(session.agent_target, Evidence.of(session), self.config.prompt_tokens)
         if retarget or "prompt" in body:
             self._save_prompt(session)
         else:

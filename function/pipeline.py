@@ -204,7 +204,7 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
         vision_output_tokens=video.vision.output_tokens,
     )
     prompt_started = time.monotonic()
-    session.prompt = render(request.agent_target, Evidence.of(session))
+    session.prompt = render(request.agent_target, Evidence.of(session), config.prompt_tokens)
     store_started = time.monotonic()
     prefix = f"sessions/{session_id}/"
     try:

@@ -341,7 +341,7 @@ def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, p
     prompt = subprocess.run(args + ["--target", "CURSOR"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=120)
     assert prompt.returncode == 0, prompt.stderr
-    assert prompt.stdout.startswith("Problem: CLI run")
+    assert prompt.stdout.startswith("Fix the problem") and "\"CLI run\"" in prompt.stdout
     as_json = subprocess.run(args + ["--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     body = json.loads(as_json.stdout)
     assert SESSION_ID.match(body["sessionId"]) and body["frameCount"] == 3

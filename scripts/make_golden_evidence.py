@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Freeze the evidence the prompt golden tests render: a fixture recording through the real
+extractor and the local analyser, a page snapshot by the real browser, stored as JSON.
+
+    .venv/bin/python scripts/make_golden_evidence.py   (then: UPDATE_GOLDEN=1 make test)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from conftest import RECORDINGS, PageServer  # noqa: E402
+from function import frames, pipeline  # noqa: E402
+from function.aria import BrowserSettings, Inspector  # noqa: E402
+from function.models import FlowStep, to_json  # noqa: E402
+from function.prompts import Evidence  # noqa: E402
+from function.vision import LocalAnalyser  # noqa: E402
+
+
+def evidence_for(video: Path, inspection: dict, session_id: str = "sess_GOLDEN01") -> dict:
+    """Evidence JSON for a recording: real key frames, the local analyser, a given inspection."""
+    key_frames, _, _ = frames.extract(video, encode_images=False)
+    vision = LocalAnalyser().analyze(key_frames)
+    lane = pipeline.VideoLaneResult(key_frames, None, vision, [], 0, 0)
+    session_frames = pipeline.build_frames(session_id, lane)
+    for n, frame in enumerate(session_frames):  # stable ids and times for a stable file
+        frame.id = f"frm_GOLD{n:04d}"
+        frame.thumbnail_url = pipeline.frame_path(session_id, frame.id)
+        frame.created_at = "2026-11-29T00:00:00.000Z"
+    evidence = Evidence(
+        session_id=session_id, title="Todo list: toggling a todo does not update the counter",
+        seed_url="http://127.0.0.1:8765/", notes="After ticking a todo the 'items left' counter should go down. "
+        "It stays the same until I reload.", frames=session_frames, inspection=None,
+        flow=[FlowStep(f.timestamp, f"user action before frame {n}", "todo list") for n, f in enumerate(key_frames)],
+        observed_problem="The counter keeps its old value after a todo is toggled.")
+    body = to_json(evidence)
+    body["inspection"] = inspection
+    return body
+
+
+def snapshot_pages(paths: list[str]) -> dict:
+    """The real browser's inspection of the test pages, with the port and timings made stable."""
+    pages = PageServer()
+    browser = Inspector(BrowserSettings(allow_private=True))
+    try:
+        inspection = browser.inspect([pages.url + p for p in paths])
+    finally:
+        browser.close()
+        pages.close()
+    body = json.loads(json.dumps(to_json(inspection)).replace(pages.url, "http://127.0.0.1:8765"))
+    body["durationMs"] = 0
+    for snap in body["snapshots"]:
+        snap["loadTimeMs"] = 0
+    return body
+
+
+def main() -> None:
+    body = evidence_for(RECORDINGS / "todomvc_quick_1280_h264.mkv", snapshot_pages(["/broken", "/"]))
+    (REPO / "tests" / "golden" / "evidence.json").write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
