@@ -64,6 +64,7 @@ class Config:
     data_dir: Path = Path(".scope-data")
     bucket: str | None = None
     gcp_project: str | None = None
+    storage_emulated: bool = False  # STORAGE_EMULATOR_HOST is set: the GCS client talks to an emulator
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     vision_model: str = DEFAULT_VISION_MODEL
@@ -80,6 +81,7 @@ class Config:
     max_video_pixels: int = 3840 * 2160
     max_frames: int = 60
     prompt_tokens: int = 8000
+    store_retry_s: float = 30.0  # how long transient storage and Firestore errors are retried
     signing_secret: str = ""
 
     @property
@@ -106,6 +108,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         data_dir=Path(env.get("SCOPE_DATA_DIR", "").strip() or ".scope-data"),
         bucket=bucket,
         gcp_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
+        storage_emulated=bool(env.get("STORAGE_EMULATOR_HOST")),
         anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
         anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
         vision_model=env.get("SCOPE_VISION_MODEL", "").strip() or DEFAULT_VISION_MODEL,
@@ -121,5 +124,6 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_video_pixels=int(_number(env, "SCOPE_MAX_VIDEO_PIXELS", 3840 * 2160)),
         max_frames=max(1, int(_number(env, "SCOPE_MAX_FRAMES", 60))),
         prompt_tokens=max(500, int(_number(env, "SCOPE_PROMPT_TOKENS", 8000))),
+        store_retry_s=_number(env, "SCOPE_STORE_RETRY_S", 30.0),
         signing_secret=env.get("SCOPE_SIGNING_SECRET", ""),
     )

@@ -32,6 +32,7 @@ from .models import (
     now_rfc3339,
     to_json,
 )
+from .aria import trim_lines
 from .prompts import Evidence, render
 from .sessions import SessionStore
 from .storage import BlobStore
@@ -41,6 +42,7 @@ from .vision import Analyser, diff_elements
 log = logging.getLogger("scope.pipeline")
 
 EXTENSIONS = {"video/webm": "webm", "video/mp4": "mp4", "video/x-matroska": "mkv"}
+RECORD_ARIA_CHARS = 30_000  # per snapshot in the session record (a Firestore document holds 1 MiB)
 
 
 class UrlNotAllowed(ValueError):
@@ -209,6 +211,7 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
     prefix = f"sessions/{session_id}/"
     try:
         session.objects = save_objects(session, request, video.key_frames, inspection.snapshots, deps.store)
+        trim_for_record(inspection)
         finished = time.monotonic()
         session.timings = LaneTimings(
             video_ms=video.video_ms,
@@ -251,6 +254,13 @@ def save_objects(session: Session, request: RecordingRequest, key_frames: list[K
     keys.append(f"{prefix}prompt.md")
     store.put_bytes(keys[-1], session.prompt.encode(), "text/markdown")
     return keys
+
+
+def trim_for_record(inspection: Inspection) -> None:
+    """The record keeps each ARIA snapshot up to RECORD_ARIA_CHARS; the whole one is an object in storage."""
+    for snap in inspection.snapshots:
+        snap.aria_tree, cut = trim_lines(snap.aria_tree, RECORD_ARIA_CHARS)
+        snap.aria_tree_truncated = snap.aria_tree_truncated or cut
 
 
 def _remove_objects(store: BlobStore, prefix: str) -> None:

