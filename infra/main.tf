@@ -28,6 +28,25 @@ resource "google_firestore_database" "sessions" {
   type        = "FIRESTORE_NATIVE"
 }
 
+# Listing a caller's sessions newest first: ownerId == X ORDER BY createdAt DESC, id DESC.
+resource "google_firestore_index" "sessions_by_owner" {
+  database   = google_firestore_database.sessions.name
+  collection = "sessions"
+
+  fields {
+    field_path = "ownerId"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "createdAt"
+    order      = "DESCENDING"
+  }
+  fields {
+    field_path = "id"
+    order      = "DESCENDING"
+  }
+}
+
 resource "google_cloud_run_v2_service" "scope" {
   name     = var.service
   location = var.region
@@ -42,6 +61,18 @@ resource "google_cloud_run_v2_service" "scope" {
       }
       resources {
         limits = { cpu = "2", memory = "4Gi" }
+      }
+      env {
+        name  = "SCOPE_STORAGE"
+        value = "gcs"
+      }
+      env {
+        name  = "SCOPE_SESSIONS"
+        value = "firestore"
+      }
+      env {
+        name  = "SCOPE_BUCKET"
+        value = google_storage_bucket.objects.name
       }
       env {
         name  = "GOOGLE_CLOUD_PROJECT"
