@@ -19,7 +19,10 @@ log = logging.getLogger("scope")
 
 def make_analyser(config: Config) -> Analyser:
     if config.anthropic_api_key:
-        return ClaudeAnalyser(ClaudeSettings(config.anthropic_api_key, config.vision_model, config.anthropic_base_url))
+        return ClaudeAnalyser(ClaudeSettings(
+            api_key=config.anthropic_api_key, model=config.vision_model, base_url=config.anthropic_base_url,
+            batch_size=config.vision_batch, max_in_flight=config.vision_in_flight,
+            timeout_s=config.vision_timeout_s))
     return LocalAnalyser()
 
 

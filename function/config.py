@@ -81,6 +81,12 @@ class Config:
     max_video_pixels: int = 3840 * 2160
     max_frames: int = 60
     prompt_tokens: int = 8000
+    max_urls: int = 5  # pages the browser lane opens per recording: the seed and what the recording shows
+    vision_batch: int = 8  # frames per Claude request
+    vision_in_flight: int = 4  # Claude requests at once
+    vision_timeout_s: float = 60.0  # per Claude request; the SDK retries 429/5xx/timeouts within it
+    vision_price_in: float = 3.0  # USD per million input tokens, for the cost estimate
+    vision_price_out: float = 15.0  # USD per million output tokens
     store_retry_s: float = 30.0  # how long transient storage and Firestore errors are retried
     signing_secret: str = ""
 
@@ -124,6 +130,12 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_video_pixels=int(_number(env, "SCOPE_MAX_VIDEO_PIXELS", 3840 * 2160)),
         max_frames=max(1, int(_number(env, "SCOPE_MAX_FRAMES", 60))),
         prompt_tokens=max(500, int(_number(env, "SCOPE_PROMPT_TOKENS", 8000))),
+        max_urls=max(1, int(_number(env, "SCOPE_MAX_URLS", 5))),
+        vision_batch=max(1, int(_number(env, "SCOPE_VISION_BATCH", 8))),
+        vision_in_flight=max(1, int(_number(env, "SCOPE_VISION_IN_FLIGHT", 4))),
+        vision_timeout_s=_number(env, "SCOPE_VISION_TIMEOUT_S", 60.0),
+        vision_price_in=_number(env, "SCOPE_VISION_PRICE_IN", 3.0),
+        vision_price_out=_number(env, "SCOPE_VISION_PRICE_OUT", 15.0),
         store_retry_s=_number(env, "SCOPE_STORE_RETRY_S", 30.0),
         signing_secret=env.get("SCOPE_SIGNING_SECRET", ""),
     )

@@ -117,6 +117,7 @@ class VisionResult:
     provider: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    requests: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -218,6 +219,8 @@ class Session:
     vision_provider: str = ""
     vision_input_tokens: int = 0
     vision_output_tokens: int = 0
+    vision_requests: int = 0
+    vision_cost_usd: float = 0.0
     last_error: str | None = None
     objects: list[str] = field(default_factory=list)  # storage keys of this session
 

@@ -16,6 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from . import frames as frames_lane
 from .config import Config
@@ -154,6 +155,31 @@ def build_frames(session_id: str, video: VideoLaneResult) -> list[Frame]:
     return out
 
 
+def more_urls(seed_url: str, seen: list[str], cap: int) -> list[str]:
+    """URLs the recording showed, on the seed's origin, new, at most ``cap - 1`` (the seed comes first).
+
+    A browser's address bar hides the scheme, so a URL read from it takes the seed's.
+    """
+    seed = urlsplit(seed_url)
+    default_port = 443 if seed.scheme == "https" else 80
+    out: list[str] = []
+    for url in seen:
+        try:
+            parts = urlsplit(url)
+            same = parts.hostname == seed.hostname and (parts.port or default_port) == (seed.port or default_port)
+        except ValueError:
+            continue
+        candidate = urlunsplit((seed.scheme, parts.netloc, parts.path or "/", parts.query, parts.fragment))
+        if same and candidate != seed_url and candidate not in out:
+            out.append(candidate)
+    return out[: max(0, cap - 1)]
+
+
+def merge(first: Inspection, more: Inspection) -> Inspection:
+    return Inspection(first.urls_inspected + more.urls_inspected, first.duration_ms + more.duration_ms,
+                      first.browser, first.snapshots + more.snapshots)
+
+
 def _page_warnings(inspection: Inspection) -> list[str]:
     return [f"page {s.url} could not be inspected: {s.error}" for s in inspection.snapshots if not s.success]
 
@@ -172,6 +198,11 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
         try:
             video = video_future.result(timeout=max(0.0, deadline - time.monotonic()))
             inspection = browser_future.result(timeout=max(0.0, deadline - time.monotonic()))
+            extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
+                     if decide(u, deps.resolver, config.allow_private_urls, config.allowed_hosts).allowed]
+            if extra:  # pages the recording visited, seen once the video lane has read it
+                more = pool.submit(browser_lane, extra, deps.browser, max(0.0, deadline - time.monotonic()))
+                inspection = merge(inspection, more.result(timeout=max(0.0, deadline - time.monotonic())))
         except FutureTimeout as exc:
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
     finally:
@@ -204,6 +235,9 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
         vision_provider=video.vision.provider,
         vision_input_tokens=video.vision.input_tokens,
         vision_output_tokens=video.vision.output_tokens,
+        vision_requests=video.vision.requests,
+        vision_cost_usd=round((video.vision.input_tokens * config.vision_price_in
+                               + video.vision.output_tokens * config.vision_price_out) / 1e6, 6),
     )
     prompt_started = time.monotonic()
     session.prompt = render(request.agent_target, Evidence.of(session), config.prompt_tokens)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,10 +20,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from .models import AriaNode, DiffSummary, FlowStep, FrameAnalysis, KeyFrame, VisionResult
+from . import ocr
+from .models import AriaNode, DiffSummary, FlowStep, FrameAnalysis, KeyFrame, Region, VisionResult
 
 MAX_IMAGE_EDGE = 1568  # Anthropic's guidance: larger images are resized by the API anyway
-LOCAL_PROVIDER = "local:region-analyser"
+MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024  # base64 images per request: the API takes 32 MB in all
+LOCAL_PROVIDER = "local:tesseract-ocr"
 
 SYSTEM_PROMPT = """You analyse key frames of a screen recording of a web application, made by a \
 developer to show a bug or a user flow. Frames come in time order with their timestamps.
@@ -122,24 +126,109 @@ def _where(frame: KeyFrame) -> str:
     return f"the {vertical}-{horizontal} of the screen ({region.width}x{region.height} px at {region.x},{region.y})"
 
 
+_ERROR_TEXT = re.compile(r"\b(error|failed|failure|exception|invalid|denied|unable|cannot|can't|not found|"
+                         r"went wrong|timed? ?out|unavailable|forbidden|unauthori[sz]ed|crash)", re.I)
+OCR_MARGIN = 24  # px around a changed region, so words cut by its edge are read whole
+MAX_TEXT_ELEMENTS = 80
+
+
+def _quote(texts: list[str], limit: int = 4) -> str:
+    shown = ", ".join(f"\u201c{t[:60]}\u201d" for t in texts[:limit])
+    return shown + (f" and {len(texts) - limit} more" if len(texts) > limit else "")
+
+
+def _overlaps(line: ocr.TextLine, region: Region, margin: int) -> bool:
+    return (line.x < region.x + region.width + margin and region.x - margin < line.x + line.width
+            and line.y < region.y + region.height + margin and region.y - margin < line.y + line.height)
+
+
 class LocalAnalyser:
-    """Offline: says when and where the screen changed and how much."""
+    """Offline: Tesseract reads each frame — the whole first frame, then only what changed.
+
+    It keeps a model of the text on screen, so each frame says which text appeared and
+    which disappeared where; the text lines are the frame's elements (role ``text``), and
+    a browser's address bar, when the recording shows one, gives the frame's URL.
+    """
 
     provider = LOCAL_PROVIDER
 
+    def __init__(self, workers: int | None = None, default_scheme: str = "http") -> None:
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.default_scheme = default_scheme
+
+    def _jobs(self, frame: KeyFrame, first: bool) -> list[tuple[str, tuple[int, int, int, int]]]:
+        """The crops to read: (kind, (x, y, width, height))."""
+        toolbar = (0, 0, frame.width, int(frame.height * ocr.TOOLBAR_FRACTION))
+        region = frame.changed_region
+        if first or region is None:
+            return [("screen", (0, 0, frame.width, frame.height))]
+        x0, y0 = max(0, region.x - OCR_MARGIN), max(0, region.y - OCR_MARGIN)
+        x1 = min(frame.width, region.x + region.width + OCR_MARGIN)
+        y1 = min(frame.height, region.y + region.height + OCR_MARGIN)
+        jobs = [("region", (x0, y0, x1 - x0, y1 - y0))]
+        if y0 < toolbar[3]:
+            jobs.append(("toolbar", toolbar))
+        return jobs
+
     def analyze(self, frames: list[KeyFrame]) -> VisionResult:
-        analyses = []
-        for frame in frames:
-            if frame.index == 0:
-                description = "First frame of the recording: the starting screen."
+        images = [cv2.imdecode(np.frombuffer(f.png, np.uint8), cv2.IMREAD_GRAYSCALE) if f.png else None
+                  for f in frames]
+        plans = [self._jobs(f, n == 0) for n, f in enumerate(frames)]
+
+        def read(args: tuple[int, tuple[int, int, int, int]]) -> list[ocr.TextLine]:
+            index, (x, y, w, h) = args
+            image = images[index]
+            return [] if image is None else ocr.read_lines(image[y:y + h, x:x + w], (x, y))
+
+        tasks = [(n, box) for n, plan in enumerate(plans) for _, box in plan]
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            results = iter(list(pool.map(read, tasks)))
+        read_by_frame = [{kind: next(results) for kind, _ in plan} for plan in plans]
+
+        analyses: list[FrameAnalysis] = []
+        screen: list[ocr.TextLine] = []
+        url: str | None = None
+        urls_seen: list[str] = []
+        for n, (frame, reads) in enumerate(zip(frames, read_by_frame)):
+            before = [line.text for line in screen]
+            if "screen" in reads:
+                screen = reads["screen"]
+                fresh = screen
             else:
-                description = (
-                    f"At {frame.timestamp / 1000:.1f} s the screen changed in {_where(frame)}; "
-                    f"change score {frame.change_score:.3f}."
-                )
-            analyses.append(FrameAnalysis(description, "", [], self.provider))
+                region = frame.changed_region
+                kept = [line for line in screen if not _overlaps(line, region, 4)]
+                fresh = reads["region"]
+                screen = sorted(kept + fresh, key=lambda line: (line.y, line.x))
+            toolbar_lines = reads.get("toolbar", screen if "screen" in reads else [])
+            found = ocr.address_bar_url(toolbar_lines, frame.height, self.default_scheme) if toolbar_lines else None
+            if found:
+                url = found
+                if found not in urls_seen:
+                    urls_seen.append(found)
+            now = [line.text for line in screen]
+            appeared = [t for t in now if t not in before]
+            gone = [t for t in before if t not in now]
+            if n == 0:
+                description = "The starting screen" + (f", showing {_quote(now, 5)}." if now else ".")
+            else:
+                description = f"At {frame.timestamp / 1000:.1f} s {_where(frame)} changed"
+                if appeared:
+                    description += f"; text appeared: {_quote(appeared)}"
+                if gone:
+                    description += f"; text disappeared: {_quote(gone)}"
+                description += "." if appeared or gone else " (no readable text changed)."
+            anomalies = [f"on-screen text: {line.text}" for line in fresh if _ERROR_TEXT.search(line.text)]
+            analyses.append(FrameAnalysis(
+                description=description,
+                visible_text="\n".join(line.text for line in fresh)[:2000],
+                anomalies=anomalies,
+                provider=self.provider,
+                ui_state="",
+                elements=[AriaNode("text", t) for t in dict.fromkeys(now)][:MAX_TEXT_ELEMENTS],
+                url=url,
+            ))
         flow = [FlowStep(f.timestamp, a.description) for f, a in zip(frames, analyses)]
-        return VisionResult(analyses, flow=flow, provider=self.provider)
+        return VisionResult(analyses, flow=flow, urls_seen=urls_seen, provider=self.provider)
 
 
 def downscaled_png(png: bytes, max_edge: int = MAX_IMAGE_EDGE) -> bytes:
@@ -230,11 +319,10 @@ class ClaudeAnalyser:
             max_retries=settings.max_retries,
         )
 
-    def _request(self, batch: list[KeyFrame]) -> Any:
+    def _request(self, batch: list[tuple[KeyFrame, str]]) -> Any:
         content: list[dict[str, Any]] = []
-        for frame in batch:
+        for frame, data in batch:
             content.append({"type": "text", "text": f"Frame {frame.index} at {frame.timestamp} ms:"})
-            data = base64.b64encode(downscaled_png(frame.png)).decode()
             content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}})
         content.append({"type": "text", "text": "Report on every frame above with the report_frames tool."})
         return self.client.messages.create(
@@ -246,23 +334,37 @@ class ClaudeAnalyser:
             messages=[{"role": "user", "content": content}],
         )
 
-    def _batch(self, batch: list[KeyFrame]) -> tuple[list[FrameAnalysis], dict[str, Any] | None, Any, str | None]:
+    def _batch(self, batch: list[tuple[KeyFrame, str]]) -> tuple[list[FrameAnalysis], dict[str, Any] | None, Any,
+                                                               str | None]:
+        frames = [frame for frame, _ in batch]
         try:
             answer = self._request(batch)
-            report = parse_report(answer, batch)
+            report = parse_report(answer, frames)
         except (self._anthropic.APIError, MalformedAnswer, ValueError) as exc:
-            local = self.fallback.analyze(batch)
+            local = self.fallback.analyze(frames)
             reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             return local.analyses, None, None, reason
-        analyses = [_analysis_from(report["byIndex"][f.index], self.provider) for f in batch]
+        analyses = [_analysis_from(report["byIndex"][f.index], self.provider) for f in frames]
         return analyses, report, getattr(answer, "usage", None), None
 
+    def batches(self, frames: list[KeyFrame]) -> list[list[tuple[KeyFrame, str]]]:
+        """Frames in time order, ``batch_size`` to a request, fewer when the images would pass the size cap."""
+        out: list[list[tuple[KeyFrame, str]]] = []
+        size = 0
+        for frame in frames:
+            data = base64.b64encode(downscaled_png(frame.png)).decode()
+            if not out or len(out[-1]) >= self.settings.batch_size or size + len(data) > MAX_REQUEST_IMAGE_BYTES:
+                out.append([])
+                size = 0
+            out[-1].append((frame, data))
+            size += len(data)
+        return out
+
     def analyze(self, frames: list[KeyFrame]) -> VisionResult:
-        size = max(1, self.settings.batch_size)
-        batches = [frames[i : i + size] for i in range(0, len(frames), size)]
+        batches = self.batches(frames)
         with ThreadPoolExecutor(max_workers=max(1, self.settings.max_in_flight)) as pool:
             outcomes = list(pool.map(self._batch, batches))
-        result = VisionResult(analyses=[], provider=self.provider)
+        result = VisionResult(analyses=[], provider=self.provider, requests=len(batches))
         problems: list[str] = []
         failures = []
         for analyses, report, usage, failure in outcomes:

@@ -93,7 +93,7 @@ PAGES = {
 
 
 class PageServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         pages = PAGES
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -120,7 +120,7 @@ class PageServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"

@@ -16,6 +16,8 @@ import pytest
 import requests
 
 from conftest import REPO, PageServer, RunningService, free_port, upload
+from fake_anthropic import FakeAnthropic, error
+from function.vision import LOCAL_PROVIDER
 
 SESSION_ID = re.compile(r"^sess_[A-Z0-9]{8}$")
 FRAME_ID = re.compile(r"^frm_[A-Z0-9]{8}$")
@@ -71,7 +73,7 @@ def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, 
         assert FRAME_ID.match(frame["id"]) and frame["sessionId"] == body["sessionId"]
         assert frame["thumbnailUrl"] == f"/sessions/{body['sessionId']}/frames/{frame['id']}"
         assert set(frame["diffSummary"]) == {"added", "changed", "removed"} and isinstance(frame["ariaTree"], list)
-        assert frame["analysis"]["provider"] == "local:region-analyser" and frame["analysis"]["description"]
+        assert frame["analysis"]["provider"] == LOCAL_PROVIDER and frame["analysis"]["description"]
         assert 0 <= frame["changeScore"] <= 1 and frame["createdAt"].endswith("Z")
     snap = body["inspection"]["snapshots"][0]
     assert snap["success"] and snap["title"] == "Todo app" and snap["httpStatus"] == 200
@@ -144,6 +146,69 @@ def test_browser_recorded_webm_without_duration(open_service: RunningService, pa
     assert body["frameCount"] >= 10 and body["prompt"].startswith("# Todo is not saved")
     session = requests.get(f"{open_service.url}/sessions/{body['sessionId']}").json()
     assert session["duration"] == 41
+
+
+def test_pages_the_recording_visits_are_inspected_too(open_service: RunningService, recordings: Path) -> None:
+    """The recording shows a browser's address bar: each same-origin URL it visits is opened as well."""
+    truth = json.loads((recordings / "todomvc_browser_1280_vp9.json").read_text())
+    app = PageServer(port=truth["port"])  # the app the recording was made of answered on this fixed port
+    try:
+        response = upload(open_service.url, recordings / "todomvc_browser_1280_vp9.webm", seedUrl=truth["initial_url"])
+    finally:
+        app.close()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["urlsInspected"] == truth["urls_visited"]
+    assert [s["url"] for s in body["inspection"]["snapshots"]] == truth["urls_visited"]
+    assert all(s["success"] for s in body["inspection"]["snapshots"])
+    assert body["frames"][0]["url"] == truth["initial_url"]
+    assert {f["url"] for f in body["frames"]} == set(truth["urls_visited"])
+
+
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def claude_service(start_service, backend, claude: FakeAnthropic) -> RunningService:
+    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", ANTHROPIC_API_KEY="sk-test", ANTHROPIC_BASE_URL=claude.url,
+                         SCOPE_VISION_MODEL="claude-test", SCOPE_VISION_BATCH="2", SCOPE_VISION_TIMEOUT_S="5",
+                         **backend("claude"))
+
+
+def test_claude_reads_the_frames(claude_service: RunningService, claude: FakeAnthropic, pages: PageServer,
+                                 small_video: Path) -> None:
+    claude.requests.clear()
+    claude.script.clear()
+    response = upload(claude_service.url, small_video, seedUrl=pages.url + "/")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(claude.requests) == 2  # 3 frames, 2 to a request
+    assert [f["analysis"]["provider"] for f in body["frames"]] == ["anthropic:claude-test"] * 3
+    assert body["frames"][2]["analysis"]["anomalies"] == ["Error: could not save"]
+    assert body["frames"][1]["diffSummary"]["changed"] == 1  # the toggle's state changed
+    assert "Saving a todo fails." in body["prompt"] and "step at frame 1" in body["prompt"]
+    session = requests.get(f"{claude_service.url}/sessions/{body['sessionId']}").json()
+    assert session["visionProvider"] == "anthropic:claude-test" and session["visionRequests"] == 2
+    assert session["visionInputTokens"] == 3000 and session["visionOutputTokens"] == 300
+    assert session["visionCostUsd"] == pytest.approx((3000 * 3 + 300 * 15) / 1e6)
+    assert session["observedProblem"] == "Saving a todo fails."
+
+
+def test_claude_down_degrades_to_the_local_analyser(claude_service: RunningService, claude: FakeAnthropic,
+                                                    pages: PageServer, small_video: Path) -> None:
+    claude.default = error(500)
+    try:
+        response = upload(claude_service.url, small_video, seedUrl=pages.url + "/")
+    finally:
+        claude.default = __import__("fake_anthropic").tool_answer
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {f["analysis"]["provider"] for f in body["frames"]} == {LOCAL_PROVIDER}
+    assert any("local analyser" in w for w in body["warnings"])
 
 
 def test_a_page_that_fails_is_a_warning_not_a_failure(open_service: RunningService, small_video: Path) -> None:

@@ -8,7 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+import base64
+import json
+from pathlib import Path
+
 from fake_anthropic import FakeAnthropic, error, malformed
+from function import ocr, pipeline, vision
+from function.frames import extract
 from function.models import AriaNode, KeyFrame, Region
 from function.vision import (
     LOCAL_PROVIDER,
@@ -91,11 +97,68 @@ def test_slow_claude_times_out_and_falls_back(fake: FakeAnthropic) -> None:
     assert result.analyses[0].provider == LOCAL_PROVIDER and result.warnings
 
 
-def test_local_analyser_says_what_changed_where() -> None:
-    result = LocalAnalyser().analyze(key_frames(2))
-    assert result.analyses[0].description.startswith("First frame")
-    assert "top-left" in result.analyses[1].description and "1.5 s" in result.analyses[1].description
-    assert result.analyses[1].provider == LOCAL_PROVIDER
+def test_requests_stay_under_the_size_cap(fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = key_frames(7, size=(1280, 720))
+    one_image = len(base64.b64encode(frames[0].png))
+    monkeypatch.setattr(vision, "MAX_REQUEST_IMAGE_BYTES", int(one_image * 2.5))
+    batches = analyser(fake, batch_size=8).batches(frames)
+    assert [len(b) for b in batches] == [2, 2, 2, 1]
+
+
+@pytest.fixture(scope="module")
+def basic_frames(recordings: Path) -> list[KeyFrame]:
+    return extract(recordings / "todomvc_basic_1280_vp9.webm")[0]
+
+
+def test_local_analyser_reads_the_screen(basic_frames: list[KeyFrame]) -> None:
+    result = LocalAnalyser().analyze(basic_frames)
+    first = result.analyses[0]
+    assert "todos" in first.visible_text and "What needs to be done?" in first.visible_text
+    assert first.provider == LOCAL_PROVIDER and first.description.startswith("The starting screen")
+    assert {"text"} == {e.role for e in first.elements} and any(e.name == "todos" for e in first.elements)
+    descriptions = " ".join(a.description for a in result.analyses)
+    assert "text appeared" in descriptions and "Buy milk and eggs" in descriptions
+    assert "text disappeared" in descriptions
+    lane = pipeline.VideoLaneResult(basic_frames, None, result, [], 0, 0)
+    frames = pipeline.build_frames("sess_TEST0001", lane)
+    added = sum(f.diff_summary.added for f in frames[1:])
+    removed = sum(f.diff_summary.removed for f in frames[1:])
+    assert added > 3 and removed > 3  # text appearing and disappearing, frame to frame
+    assert any(n.diff_status == "added" and "Buy milk" in n.name for f in frames for n in f.aria_tree)
+
+
+def test_address_bar_gives_each_frame_its_url(recordings: Path) -> None:
+    truth = json.loads((recordings / "todomvc_browser_1280_vp9.json").read_text())
+    frames = extract(recordings / "todomvc_browser_1280_vp9.webm")[0]
+    result = LocalAnalyser().analyze(frames)
+    assert result.urls_seen == truth["urls_visited"]
+    assert result.analyses[0].url == truth["initial_url"]
+    assert result.analyses[-1].url in truth["urls_visited"][1:]
+
+
+def test_error_text_on_screen_is_an_anomaly() -> None:
+    image = np.full((400, 900, 3), 255, np.uint8)
+    cv2.putText(image, "Orders", (30, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+    first = KeyFrame(0, 0, 1.0, None, 900, 400, cv2.imencode(".png", image)[1].tobytes())
+    cv2.putText(image, "Error: could not save the order", (30, 200), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 200), 2)
+    second = KeyFrame(1, 1500, 0.1, Region(20, 170, 600, 45), 900, 400, cv2.imencode(".png", image)[1].tobytes())
+    result = LocalAnalyser().analyze([first, second])
+    assert any("could not save" in a for a in result.analyses[1].anomalies)
+    assert "could not save" in result.analyses[1].description
+
+
+@pytest.mark.parametrize("shown,expected", [
+    ("127.0.0.1:8765/#/active", "http://127.0.0.1:8765/#/active"),
+    ("127.0.0.1:8765", "http://127.0.0.1:8765/"),
+    ("example.com/docs/index.htm!", "http://example.com/docs/index.html"),
+    ("localhost:3000/login?next=/a", "http://localhost:3000/login?next=/a"),
+    ("https://shop.example.org/cart", "https://shop.example.org/cart"),
+    ("I27.O.O.1:80", None),
+    ("Todomvc:", None),
+    ("hello", None),
+])
+def test_address_bar_text_is_normalised(shown: str, expected: str | None) -> None:
+    assert ocr.normalise_url(shown) == expected
 
 
 def test_element_diff_reports_added_changed_and_removed() -> None:

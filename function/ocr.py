@@ -1,0 +1,108 @@
+"""Reading text off screen frames with Tesseract, and URLs off a browser's address bar.
+
+Used by the local analyser (no API key). Tesseract runs as a subprocess per call;
+``OMP_THREAD_LIMIT=1`` makes it about five times faster on small crops, and the
+analyser spreads calls over the cores itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+# Tesseract's OpenMP threads fight each other on small images; one thread per process is faster.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+import pytesseract  # noqa: E402
+
+MIN_CONFIDENCE = 55  # Tesseract word confidence (0–100) below which a word is a guess
+TOOLBAR_FRACTION = 0.14  # the top of a browser window (tabs and address bar) is at most this much of it
+_URLISH = re.compile(
+    r"^(?:https?://)?(?:localhost|(?:\d{1,3}\.){3}\d{1,3}|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::\d{2,5})?(?:[/#?]\S*)?$",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """A line of text read off the screen, with its box in frame pixels."""
+
+    text: str
+    x: int
+    y: int
+    width: int
+    height: int
+    confidence: float
+
+
+def read_lines(image: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[TextLine]:
+    """The confident lines of text in ``image`` (grayscale or RGB), boxes shifted by ``offset``."""
+    if image.size == 0 or min(image.shape[:2]) < 8:
+        return []
+    scale = 2 if image.shape[0] < 60 else 1  # Tesseract reads small UI text better enlarged
+    if scale > 1:
+        image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    data = pytesseract.image_to_data(image, output_type=pytesseract.Output.DICT, config="--psm 11"
+                                     if image.shape[0] < 40 * scale else "--psm 3")
+    lines: dict[tuple[int, int, int], list[int]] = {}
+    for i, word in enumerate(data["text"]):
+        if word.strip() and float(data["conf"][i]) >= MIN_CONFIDENCE:
+            lines.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(i)
+    out = []
+    for indices in lines.values():
+        text = " ".join(data["text"][i] for i in indices).strip()
+        if not re.search(r"[A-Za-z0-9]{2}", text):
+            continue
+        x0 = min(data["left"][i] for i in indices) // scale
+        y0 = min(data["top"][i] for i in indices) // scale
+        x1 = max(data["left"][i] + data["width"][i] for i in indices) // scale
+        y1 = max(data["top"][i] + data["height"][i] for i in indices) // scale
+        confidence = sum(float(data["conf"][i]) for i in indices) / len(indices)
+        out.append(TextLine(text, x0 + offset[0], y0 + offset[1], x1 - x0, y1 - y0, round(confidence, 1)))
+    return sorted(out, key=lambda line: (line.y, line.x))
+
+
+def _repair(token: str) -> str:
+    """Undo the usual OCR slips in a URL: '!' or '|' for 'l' at the end of a word, stray punctuation."""
+    token = token.strip().strip(",;\"'()[]<>")
+    token = re.sub(r"[!|](?=$|[/#?.])", "l", token)
+    token = re.sub(r"\.htm(?=$|[#?])", ".html", token) if token.lower().endswith(".htm") else token
+    return token
+
+
+def normalise_url(token: str, default_scheme: str = "http") -> str | None:
+    """A full URL from what a browser's address bar shows (no scheme, no bare trailing '/'), or None."""
+    token = _repair(token)
+    if not _URLISH.match(token):
+        return None
+    if not re.match(r"^https?://", token, re.I):
+        token = f"{default_scheme}://{token}"
+    try:
+        parts = urlsplit(token)
+        parts.port  # noqa: B018 - raises on a mangled port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if re.fullmatch(r"[\dOo.]+", host):  # an IP address read with letter O for zero
+        host = host.replace("o", "0")
+    elif host != "localhost" and not re.fullmatch(r".*\.[a-z][a-z-]*[a-z]", host):
+        return None  # a host name ends in a top-level domain of letters
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, parts.fragment))
+
+
+def address_bar_url(lines: list[TextLine], frame_height: int, default_scheme: str = "http") -> str | None:
+    """The URL shown in a browser's address bar, if the frame shows a browser window's toolbar."""
+    limit = frame_height * TOOLBAR_FRACTION
+    for line in lines:
+        if line.y + line.height > limit:
+            continue
+        for token in line.text.split():
+            url = normalise_url(token, default_scheme)
+            if url and ("." in token or ":" in token):
+                return url
+    return None
