@@ -25,7 +25,7 @@ from function.vision import LocalAnalyser  # noqa: E402
 
 def evidence_for(video: Path, inspection: dict, session_id: str = "sess_GOLDEN01") -> dict:
     """Evidence JSON for a recording: real key frames, the local analyser, a given inspection."""
-    key_frames, _, _ = frames.extract(video, encode_images=False)
+    key_frames, _, _ = frames.extract(video)
     vision = LocalAnalyser().analyze(key_frames)
     lane = pipeline.VideoLaneResult(key_frames, None, vision, [], 0, 0)
     session_frames = pipeline.build_frames(session_id, lane)
