@@ -10,6 +10,7 @@ pages load concurrently.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -19,8 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any, Coroutine
 from urllib.parse import urlsplit
 
+from .egress import BLOCKED_HEADER, GuardProxy
 from .models import Counts, Inspection, Snapshot
-from .urlguard import Resolver, decide, system_resolver
+from .urlguard import Resolver, check_host, system_resolver
+
+log = logging.getLogger("scope.aria")
+
+
+class PageBlocked(RuntimeError):
+    """The page's own URL, or a redirect of it, points where the browser may not go."""
+
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -33,8 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 NETWORK_QUIET_WAIT_S = 3.0  # after "load", wait at most this long for the network to go quiet
-MAX_ARIA_CHARS = 200_000  # a snapshot above this is cut (the prompt trims much further)
+MAX_ARIA_CHARS = 5_000_000  # a safety cap only: the snapshot is stored whole, the prompt trims it
 MAX_PAGES_IN_FLIGHT = 4
+MAX_SCREENSHOT_HEIGHT = 8000  # px: a full-page screenshot of an endless page stops here
 
 _ROLE_LINE = re.compile(r"^\s*- (?:\"|')?([a-z]+)")
 _INPUT_ROLES = {"textbox", "checkbox", "radio", "combobox", "searchbox", "spinbutton", "slider", "switch", "listbox"}
@@ -90,6 +100,7 @@ class Inspector:
         self._owner_pid = 0
         self._playwright: Any = None
         self._browser: Any = None
+        self._proxy: GuardProxy | None = None
         self._launch_lock: asyncio.Lock | None = None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -104,7 +115,7 @@ class Inspector:
                 self._thread = threading.Thread(target=self._loop.run_forever, name="browser-loop", daemon=True)
                 self._thread.start()
                 self._owner_pid = os.getpid()
-                self._playwright = self._browser = None
+                self._playwright = self._browser = self._proxy = None
                 self._launch_lock = asyncio.Lock()
             return self._loop
 
@@ -131,7 +142,9 @@ class Inspector:
             await self._browser.close()
         if self._playwright is not None:
             await self._playwright.stop()
-        self._browser = self._playwright = None
+        if self._proxy is not None:
+            await self._proxy.close()
+        self._browser = self._playwright = self._proxy = None
 
     async def _ensure_browser(self) -> Any:
         assert self._launch_lock is not None
@@ -145,12 +158,31 @@ class Inspector:
             executable = self.settings.executable_path
             if executable is None and not _playwright_browser_present(self._playwright):
                 executable = shutil.which("chromium") or "/usr/bin/chromium"
-            self._browser = await self._playwright.chromium.launch(
-                executable_path=executable, args=CHROMIUM_ARGS, headless=True
-            )
+            args = list(CHROMIUM_ARGS)
+            if not self.settings.allow_private:
+                # Every connection, loopback included, goes through the guard proxy.
+                if self._proxy is None:
+                    settings = self.settings
+                    self._proxy = GuardProxy(lambda host, port: check_host(host, port, settings.resolver,
+                                                                           settings.allowed_hosts))
+                    await self._proxy.start()
+                args += [f"--proxy-server=http://127.0.0.1:{self._proxy.port}", "--proxy-bypass-list=<-loopback>"]
+            self._browser = await self._playwright.chromium.launch(executable_path=executable, args=args,
+                                                                   headless=True)
             return self._browser
 
     async def _inspect(self, urls: list[str]) -> Inspection:
+        """Inspect with the shared browser; if it has died, start a new one and try once more."""
+        try:
+            return await self._inspect_once(urls)
+        except Exception as exc:  # noqa: BLE001 - only a dead browser is retried
+            if self._browser is not None and self._browser.is_connected():
+                raise
+            log.warning("the browser died (%s); starting a new one", type(exc).__name__)
+            self._browser = None
+            return await self._inspect_once(urls)
+
+    async def _inspect_once(self, urls: list[str]) -> Inspection:
         started = time.monotonic()
         browser = await self._ensure_browser()
         context = await browser.new_context(
@@ -175,14 +207,8 @@ class Inspector:
         )
 
     async def _guard_route(self, route: Any) -> None:
-        url = route.request.url
-        if urlsplit(url).scheme in {"data", "blob"}:
-            await route.continue_()
-            return
-        decision = await asyncio.to_thread(
-            decide, url, self.settings.resolver, self.settings.allow_private, self.settings.allowed_hosts
-        )
-        if decision.allowed:
+        """Only web schemes leave the page; where they may go is the guard proxy's decision."""
+        if urlsplit(route.request.url).scheme in {"http", "https", "data", "blob"}:
             await route.continue_()
         else:
             await route.abort("blockedbyclient")
@@ -194,30 +220,43 @@ class Inspector:
         page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: console_errors.append(f"uncaught: {exc}"))
         page.on("requestfailed", lambda req: failed.append(f"{req.method} {req.url} {req.failure or 'failed'}"))
-        page.on(
-            "response",
-            lambda resp: failed.append(f"{resp.request.method} {resp.url} {resp.status}") if resp.status >= 400 else None,
-        )
+        def on_response(response: Any) -> None:
+            blocked = response.headers.get(BLOCKED_HEADER.lower())
+            if blocked:
+                failed.append(f"{response.request.method} {response.url} blocked: {blocked}")
+            elif response.status >= 400:
+                failed.append(f"{response.request.method} {response.url} {response.status}")
+
+        page.on("response", on_response)
         page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
         page.on("popup", lambda popup: asyncio.ensure_future(popup.close()))
         started = time.monotonic()
         timeout_ms = self.settings.page_timeout_s * 1000
         try:
             response = await page.goto(url, wait_until="load", timeout=timeout_ms)
+            blocked = response.headers.get(BLOCKED_HEADER.lower()) if response else None
+            if blocked:
+                raise PageBlocked(f"the page led to a blocked address: {blocked}")
             try:
                 await page.wait_for_load_state("networkidle", timeout=NETWORK_QUIET_WAIT_S * 1000)
             except Exception:  # noqa: BLE001 - a busy network is not a failure; the page has loaded
                 pass
-            aria, truncated = trim_lines(await page.aria_snapshot(timeout=timeout_ms), MAX_ARIA_CHARS)
+            full_aria = await page.aria_snapshot(timeout=timeout_ms)
+            aria, truncated = trim_lines(full_aria, MAX_ARIA_CHARS)
+            height = await page.evaluate("document.documentElement.scrollHeight")
+            clip = None if height <= MAX_SCREENSHOT_HEIGHT else {
+                "x": 0, "y": 0, "width": page.viewport_size["width"], "height": MAX_SCREENSHOT_HEIGHT}
+            screenshot = await page.screenshot(full_page=True, type="png", clip=clip, timeout=timeout_ms)
             snapshot = Snapshot(
                 url=url,
                 success=True,
-                counts=count_roles(aria),
+                counts=count_roles(full_aria),
                 aria_tree=aria,
                 aria_tree_truncated=truncated,
                 final_url=page.url,
                 http_status=response.status if response else None,
                 title=await page.title(),
+                screenshot=screenshot,
             )
         except Exception as exc:  # noqa: BLE001 - any page failure becomes the snapshot's error
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -150,6 +150,7 @@ class Snapshot:
     console_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     load_time_ms: int = 0
+    screenshot: bytes = field(default=b"", repr=False)  # full page, PNG; stored with the session
 
 
 @dataclass
@@ -240,7 +241,7 @@ def to_json(value: Any) -> Any:
         out = {}
         for f in dataclasses.fields(value):
             item = getattr(value, f.name)
-            if f.name == "png" or (omit_none and item is None):
+            if isinstance(item, bytes) or (omit_none and item is None):
                 continue
             out[_camel(f.name)] = to_json(item)
         return out

@@ -285,6 +285,9 @@ def save_objects(session: Session, request: RecordingRequest, key_frames: list[K
     for n, snap in enumerate(snapshots):
         keys.append(f"{prefix}snapshots/{n}.yaml")
         store.put_bytes(keys[-1], snap.aria_tree.encode(), "application/yaml")
+        if snap.screenshot:
+            keys.append(f"{prefix}screenshots/{n}.png")
+            store.put_bytes(keys[-1], snap.screenshot, "image/png")
     keys.append(f"{prefix}prompt.md")
     store.put_bytes(keys[-1], session.prompt.encode(), "text/markdown")
     return keys

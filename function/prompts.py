@@ -78,44 +78,57 @@ def seconds(ms: int) -> str:
 # --------------------------------------------------------------------------- ARIA trimming
 
 
+REPEATS_SHOWN = 5  # siblings of one role shown before the rest of a list is summed up
+
+
 def trim_aria(yaml: str, max_lines: int) -> tuple[str, int]:
     """Keep what an agent searches code for: landmarks, headings and interactive elements (with the
-    lines that contain them), collapse long runs of siblings, and cut at ``max_lines``.
+    lines that contain them); show the first few items of a long list and count the rest
+    ("… 140 more listitem"); cut at ``max_lines``.
 
     Returns the trimmed text and how many of the original lines were left out.
     """
     lines = [line for line in yaml.splitlines() if line.strip()]
     if len(lines) <= max_lines:
         return "\n".join(lines), 0
-    keep: list[bool] = [False] * len(lines)
+    keep = [False] * len(lines)
     parents: list[tuple[int, int]] = []  # (indent, index) of the open ancestors
-    run_role: tuple[int, str] | None = None
-    run_length = 0
+    siblings: dict[tuple[int, str], int] = {}  # (parent index, role) → how many so far
+    summary_at: dict[tuple[int, str], tuple[int, int]] = {}  # → (insert before line, indent)
+    skip_below: int | None = None  # inside a repeated item: its whole subtree is summed up
     for i, line in enumerate(lines):
-        match = _ROLE.match(line)
         indent = len(line) - len(line.lstrip())
+        if skip_below is not None and indent > skip_below:
+            continue
+        skip_below = None
         while parents and parents[-1][0] >= indent:
             parents.pop()
+        match = _ROLE.match(line)
         role = match.group(2) if match else ""
-        key = (indent, role)
-        run_length = run_length + 1 if key == run_role else 1
-        run_role = key
-        important = role in INTERACTIVE_ROLES or role in LANDMARK_ROLES
-        if important and run_length <= 5:
+        key = (parents[-1][1] if parents else -1, role)
+        siblings[key] = siblings.get(key, 0) + 1
+        if role and siblings[key] > REPEATS_SHOWN:
+            summary_at.setdefault(key, (i, indent))
+            skip_below = indent
+            continue
+        if role in INTERACTIVE_ROLES or role in LANDMARK_ROLES:
             keep[i] = True
             for _, index in parents:
                 keep[index] = True
         parents.append((indent, i))
+    inserts = {at: f"{' ' * indent}- … {siblings[key] - REPEATS_SHOWN} more {key[1]}"
+               for key, (at, indent) in summary_at.items() if key[0] == -1 or keep[key[0]]}
     out: list[str] = []
-    dropped = 0
     for i, line in enumerate(lines):
-        if keep[i] and len(out) < max_lines:
+        if len(out) >= max_lines:
+            break
+        if i in inserts:
+            out.append(inserts[i])
+        if keep[i]:
             out.append(line)
-        else:
-            dropped += 1
+    dropped = len(lines) - sum(1 for line in out if "- … " not in line)
     if dropped:
-        indent = " " * (len(out[-1]) - len(out[-1].lstrip())) if out else ""
-        out.append(f"{indent}- … {dropped} more lines (text, repeated items, deeper content)")
+        out.append(f"- … {dropped} lines left out in all (text, repeated items, deeper content)")
     return "\n".join(out), dropped
 
 

@@ -40,6 +40,40 @@ def address_is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+class Blocked(ValueError):
+    """The host may not be reached; the message says why."""
+
+
+def check_host(host: str, port: int, resolve: Resolver = system_resolver,
+               allowed_hosts: frozenset[str] = frozenset()) -> list[str]:
+    """The addresses to connect to for ``host:port``, all of them public, or ``Blocked``.
+
+    Callers connect to these very addresses, so a second DNS answer cannot point elsewhere.
+    """
+    host = host.strip("[]").rstrip(".").lower()
+    if not host:
+        raise Blocked("no host")
+    allowed = f"{host}:{port}" in allowed_hosts
+    if host in BLOCKED_HOSTNAMES and not allowed:
+        raise Blocked(f"{host} is a metadata host")
+    try:
+        addresses = list(resolve(host))
+    except (OSError, UnicodeError):
+        raise Blocked(f"{host} does not resolve") from None
+    if not addresses:
+        raise Blocked(f"{host} does not resolve")
+    if allowed:
+        return addresses
+    for address in addresses:
+        try:
+            public = address_is_public(address)
+        except ValueError:
+            raise Blocked(f"{host} resolves to an unreadable address") from None
+        if not public:
+            raise Blocked(f"{host} resolves to a non-public address ({address})")
+    return addresses
+
+
 def decide(url: str, resolve: Resolver = system_resolver, allow_private: bool = False,
            allowed_hosts: frozenset[str] = frozenset()) -> Decision:
     """May the browser open ``url``? ``allowed_hosts`` lists exact ``host:port`` exceptions."""
@@ -55,22 +89,8 @@ def decide(url: str, resolve: Resolver = system_resolver, allow_private: bool = 
         return Decision(False, "the URL has no host")
     if allow_private:
         return Decision(True)
-    port = port or (443 if parts.scheme == "https" else 80)
-    if f"{host}:{port}" in allowed_hosts:
-        return Decision(True)
-    if host in BLOCKED_HOSTNAMES:
-        return Decision(False, f"{host} is a metadata host")
     try:
-        addresses = list(resolve(host))
-    except (OSError, UnicodeError):
-        return Decision(False, f"{host} does not resolve")
-    if not addresses:
-        return Decision(False, f"{host} does not resolve")
-    for address in addresses:
-        try:
-            public = address_is_public(address)
-        except ValueError:
-            return Decision(False, f"{host} resolves to an unreadable address")
-        if not public:
-            return Decision(False, f"{host} resolves to a non-public address ({address})")
+        check_host(host, port or (443 if parts.scheme == "https" else 80), resolve, allowed_hosts)
+    except Blocked as exc:
+        return Decision(False, str(exc))
     return Decision(True)

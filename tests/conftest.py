@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -95,19 +96,35 @@ PAGES = {
 class PageServer:
     def __init__(self, port: int = 0) -> None:
         pages = PAGES
+        self.hits: list[str] = []
+        hits = self.hits
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
-                path = self.path.split("?")[0]
-                if path == "/slow":
-                    query = self.path.partition("?")[2]
-                    time.sleep(float(query[2:]) if query.startswith("d=") else 4.0)
-                    status, body = 200, "<title>Slow</title><h1>Slow page</h1>"
-                elif path.startswith("/redirect-to/"):
+                hits.append(self.path)
+                path, _, query = self.path.partition("?")
+                target = urllib.parse.unquote(query[2:]) if query.startswith("u=") else ""
+                redirects = {"/redirect-to-url": target, "/chain/1": "/chain/2", "/chain/2": "/about"}
+                if path in redirects or path.startswith("/redirect-to/"):
                     self.send_response(302)
-                    self.send_header("Location", path[len("/redirect-to"):])
+                    self.send_header("Location", redirects.get(path) or path[len("/redirect-to"):])
                     self.end_headers()
                     return
+                if path == "/never":
+                    time.sleep(30)  # a sub-resource that never arrives: the load event never fires
+                    return
+                if path == "/embed":
+                    status, body = 200, (f"<title>Embeds</title><h1>Embeds</h1><img src='{target}/pixel.png'>"
+                                         f"<script>fetch('{target}/api').catch(() => console.error('fetch failed'))"
+                                         "</script>")
+                elif path == "/hanging":
+                    status, body = 200, "<title>Hanging</title><h1>Hanging</h1><img src='/never'>"
+                elif path == "/huge":
+                    items = "".join(f"<li><a href='/item/{i}'>Item {i}</a></li>" for i in range(5000))
+                    status, body = 200, f"<title>Huge</title><h1>Catalogue</h1><button>Buy</button><ul>{items}</ul>"
+                elif path == "/slow":
+                    time.sleep(float(query[2:]) if query.startswith("d=") else 4.0)
+                    status, body = 200, "<title>Slow</title><h1>Slow page</h1>"
                 else:
                     status, body = pages.get(path, (404, "<title>Not found</title><h1>Not found</h1>"))
                 data = body.encode()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Iterator
+from urllib.parse import quote
 
 import pytest
 
 from conftest import PageServer
 from function.aria import BrowserSettings, Inspector, count_roles, trim_lines
+from function.prompts import trim_aria
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +24,7 @@ def test_form_page_snapshot(inspector: Inspector, pages: PageServer) -> None:
     result = inspector.inspect([pages.url + "/"])
     snap = result.snapshots[0]
     assert snap.success and snap.http_status == 200 and snap.title == "Todo app"
+    assert snap.screenshot.startswith(b"\x89PNG")
     assert 'textbox "New todo"' in snap.aria_tree and 'button "Add"' in snap.aria_tree
     assert (snap.counts.buttons, snap.counts.inputs, snap.counts.links, snap.counts.headings) == (1, 1, 1, 1)
     assert snap.final_url == pages.url + "/"
@@ -52,11 +56,79 @@ def test_a_page_that_does_not_load_is_a_failed_snapshot(pages: PageServer) -> No
         browser.close()
 
 
-def test_blocked_addresses_are_not_opened_when_private_is_disallowed(pages: PageServer) -> None:
-    browser = Inspector(BrowserSettings(allow_private=False, page_timeout_s=5))
+@pytest.fixture(scope="module")
+def guarded(pages: PageServer) -> Iterator[Inspector]:
+    """Private addresses refused, except exactly the test page server's host:port."""
+    browser = Inspector(BrowserSettings(allow_private=False, page_timeout_s=5,
+                                        allowed_hosts=frozenset({f"127.0.0.1:{pages.port}"})))
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def canary() -> Iterator[PageServer]:
+    """A server at a loopback address that must never be reached."""
+    server = PageServer()
+    yield server
+    server.close()
+
+
+def test_a_blocked_address_is_not_opened(guarded: Inspector, canary: PageServer) -> None:
+    snap = guarded.inspect([canary.url + "/"]).snapshots[0]
+    assert not snap.success and "blocked" in snap.error and "non-public" in snap.error
+    assert canary.hits == []
+
+
+@pytest.mark.parametrize("spelling", ["127.1", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]", "localhost."])
+def test_blocked_spellings(guarded: Inspector, canary: PageServer, spelling: str) -> None:
+    snap = guarded.inspect([f"http://{spelling}:{canary.port}/"]).snapshots[0]
+    assert not snap.success and canary.hits == []
+
+
+def test_a_redirect_to_a_blocked_address_is_stopped(guarded: Inspector, pages: PageServer,
+                                                     canary: PageServer) -> None:
+    hidden = quote(f"http://localhost:{canary.port}/admin", safe="")
+    snap = guarded.inspect([f"{pages.url}/redirect-to-url?u={hidden}"]).snapshots[0]
+    assert not snap.success and "blocked" in snap.error
+    assert any("/admin blocked:" in r for r in snap.failed_requests)
+    assert canary.hits == []
+
+
+def test_sub_requests_to_blocked_addresses_are_stopped(guarded: Inspector, pages: PageServer,
+                                                       canary: PageServer) -> None:
+    target = quote(f"http://127.0.0.1:{canary.port}", safe="")
+    snap = guarded.inspect([f"{pages.url}/embed?u={target}"]).snapshots[0]
+    assert snap.success and snap.title == "Embeds"
+    assert {r.split()[1].rsplit("/", 1)[1] for r in snap.failed_requests if "blocked:" in r} == {"pixel.png", "api"}
+    assert canary.hits == []
+
+
+def test_the_allowed_host_works_through_the_guard(guarded: Inspector, pages: PageServer) -> None:
+    snap = guarded.inspect([pages.url + "/chain/1"]).snapshots[0]
+    assert snap.success and snap.final_url == pages.url + "/about" and snap.title == "About"
+
+
+def test_a_page_that_never_finishes_loading(guarded: Inspector, pages: PageServer) -> None:
+    started = time.monotonic()
+    snap = guarded.inspect([pages.url + "/hanging"]).snapshots[0]
+    assert not snap.success and "Timeout" in snap.error
+    assert time.monotonic() - started < 15  # the per-page timeout holds
+
+
+def test_a_huge_page(inspector: Inspector, pages: PageServer) -> None:
+    snap = inspector.inspect([pages.url + "/huge"]).snapshots[0]
+    assert snap.success and snap.counts.links == 5000 and snap.counts.buttons == 1
+    assert snap.screenshot.startswith(b"\x89PNG")
+    trimmed, dropped = trim_aria(snap.aria_tree, 60)
+    assert 'button "Buy"' in trimmed and 'heading "Catalogue"' in trimmed and dropped > 5000
+
+
+def test_a_dead_browser_is_started_again(pages: PageServer) -> None:
+    browser = Inspector(BrowserSettings(allow_private=True))
     try:
-        snap = browser.inspect([pages.url + "/"]).snapshots[0]
-        assert not snap.success and "BLOCKED_BY_CLIENT" in snap.error
+        assert browser.inspect([pages.url + "/"]).snapshots[0].success
+        browser._run(browser._browser.close(), 10)  # the browser goes away under the service
+        assert browser.inspect([pages.url + "/about"]).snapshots[0].title == "About"
     finally:
         browser.close()
 

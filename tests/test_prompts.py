@@ -155,5 +155,9 @@ def test_trim_aria_keeps_interactive_elements_first() -> None:
             + "\n  - button \"Checkout\"\n  - paragraph: footer text")
     trimmed, dropped = trim_aria(yaml, 20)
     assert 'heading "Shop"' in trimmed and 'button "Checkout"' in trimmed and "- main:" in trimmed
-    assert dropped > 480 and "more lines" in trimmed and len(trimmed.splitlines()) <= 21
+    assert dropped > 480 and "lines left out" in trimmed and len(trimmed.splitlines()) <= 21
     assert trim_aria("- button \"a\"", 10) == ("- button \"a\"", 0)
+    links = "- list:\n" + "\n".join(f'  - listitem:\n    - link "Product {i}"' for i in range(140))
+    trimmed, _ = trim_aria(links, 30)
+    assert 'link "Product 4"' in trimmed and 'link "Product 5"' not in trimmed
+    assert "- … 135 more listitem" in trimmed
