@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 
-from . import pipeline
+from . import logs, pipeline
 from .aria import BrowserSettings, Inspector
 from .config import Config
 from .http import Service
@@ -55,9 +54,4 @@ def announce(config: Config, deps: pipeline.Deps) -> None:
 
 
 def setup_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    logs.setup()

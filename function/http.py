@@ -24,7 +24,7 @@ from flask import Request, Response
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from . import pipeline, upload
+from . import logs, pipeline, upload
 from .config import Config
 from .frames import VideoError
 from .models import AGENT_TARGETS, SESSION_STATUSES, Session, new_id, now_rfc3339, to_json
@@ -126,6 +126,13 @@ class Service:
     def handle(self, request: Request) -> Response:
         request_id = request.headers.get("X-Request-Id", "")[:64] or "req_" + uuid.uuid4().hex[:16]
         started = time.monotonic()
+        token = logs.bind_request(request_id, request.headers.get("X-Cloud-Trace-Context"), self.config.gcp_project)
+        try:
+            return self._handle(request, request_id, started)
+        finally:
+            logs.unbind_request(token)
+
+    def _handle(self, request: Request, request_id: str, started: float) -> Response:
         try:
             if request.method == "OPTIONS":
                 response = Response(status=204)
@@ -136,18 +143,19 @@ class Service:
         except upload.UploadError as exc:
             response = self._error(ApiError(exc.status, exc.code, exc.message, exc.field), request_id)
         except (StorageUnavailable, SessionsUnavailable, upload.DiskFull) as exc:
-            log.warning(json.dumps({"message": f"store unavailable: {exc}", "requestId": request_id}))
+            log.warning("store unavailable: %s", exc)
             response = self._error(ApiError(503, "UNAVAILABLE", "storage is unavailable, try again later"),
                                    request_id)
         except Exception:  # noqa: BLE001 - the contract's 500, never a stack trace in the body
-            log.exception("unhandled error in %s %s (requestId %s)", request.method, request.path, request_id)
+            log.exception("unhandled error in %s %s", request.method, request.path)
             response = self._error(ApiError(500, "INTERNAL", "internal error"), request_id)
         response.headers["X-Request-Id"] = request_id
         self._cors(request, response)
         self._finish_body(request, response)
-        log.info(json.dumps({"message": "request", "method": request.method, "path": request.path,
-                             "status": response.status_code, "requestId": request_id,
-                             "ms": int((time.monotonic() - started) * 1000)}))
+        log.info("%s %s %s", request.method, request.path, response.status_code, extra={"fields": {
+            "httpRequest": {"requestMethod": request.method, "requestUrl": request.path,
+                            "status": response.status_code,
+                            "latency": f"{time.monotonic() - started:.3f}s"}}})
         return response
 
     def _dispatch(self, request: Request) -> Response:

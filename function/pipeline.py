@@ -8,7 +8,6 @@ failure after the first write removes what was written.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -259,17 +258,9 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
     except BaseException:
         _remove_objects(deps.store, prefix)
         raise
-    log.info(
-        json.dumps(
-            {
-                "message": "recording processed",
-                "sessionId": session_id,
-                "processingMs": session.processing_time,
-                "lanes": to_json(session.timings),
-                "frames": len(frames),
-            }
-        )
-    )
+    log.info("recording processed", extra={"fields": {
+        "sessionId": session_id, "processingMs": session.processing_time, "lanes": to_json(session.timings),
+        "frames": len(frames)}})
     return session
 
 

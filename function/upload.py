@@ -27,6 +27,7 @@ from .models import AGENT_TARGETS
 CHUNK = 256 * 1024
 MAX_TEXT_FIELD_BYTES = 64 * 1024  # far above any text rule; stops a huge "title" from filling memory
 MAX_PARTS = 32
+MAX_PART_HEADERS_BYTES = 1024 * 1024 + CHUNK  # unparsed bytes the decoder may hold (a chunk in flight)
 MAX_BODY_OVERHEAD = 1024 * 1024  # multipart framing and text fields on top of the video
 TEXT_FIELDS = ("title", "seedUrl", "notes", "agentTarget", "durationMs")
 SNIFF_BYTES = 4096
@@ -89,7 +90,9 @@ def read_multipart(stream: BinaryIO, content_type: str | None, content_length: i
     max_body = max_file_bytes + MAX_BODY_OVERHEAD
     if content_length is not None and content_length > max_body:
         raise too_large()
-    decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
+    # The decoder buffers only what it has not parsed yet: file data leaves at once, so the cap
+    # bites on what should be small (a part's headers), never on the video.
+    decoder = MultipartDecoder(boundary, max_form_memory_size=MAX_PART_HEADERS_BYTES, max_parts=MAX_PARTS)
     upload = RawUpload()
     seen: set[str] = set()
     current: str | None = None  # name of the part being read; "" for a part we skip
@@ -147,9 +150,10 @@ def read_multipart(stream: BinaryIO, content_type: str | None, content_length: i
     except UploadError:
         upload.discard()
         raise
-    except RequestEntityTooLarge:  # werkzeug: more parts than MAX_PARTS
+    except RequestEntityTooLarge:  # werkzeug: more parts than MAX_PARTS, or part headers too large
         upload.discard()
-        raise UploadError(400, "INVALID_FIELD", f"the body has more than {MAX_PARTS} parts") from None
+        raise UploadError(400, "INVALID_FIELD",
+                          f"the body has more than {MAX_PARTS} parts or a part's headers are too large") from None
     except ValueError as exc:  # werkzeug: malformed multipart
         upload.discard()
         raise UploadError(400, "INVALID_FIELD", f"the multipart body is malformed ({exc})") from None
@@ -238,6 +242,9 @@ def check_seed_url(value: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.hostname or re.search(r"\s", value):
         raise UploadError(400, "INVALID_FIELD", "seedUrl must be an absolute http:// or https:// URL with a host",
                           "seedUrl")
+    if parts.username is not None or parts.password is not None:
+        # Credentials would end up in the prompt, the logs and the browser's history.
+        raise UploadError(400, "INVALID_FIELD", "seedUrl must not contain credentials", "seedUrl")
     return value
 
 

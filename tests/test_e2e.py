@@ -429,3 +429,23 @@ def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, p
     assert SESSION_ID.match(body["sessionId"]) and body["frameCount"] == 3
     refused = subprocess.run(args[:6] + ["--url", "ftp://x"], cwd=REPO, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "seedUrl" in refused.stderr
+
+
+def test_logs_are_structured_and_hold_no_secrets(locked_service: RunningService, small_video: Path,
+                                                 pages: PageServer) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = upload(locked_service.url, small_video, seedUrl=pages.url + "/", notes="secret customer data 1234",
+                      headers={**ALICE, "X-Cloud-Trace-Context": f"{trace}/1;o=1", "X-Request-Id": "req-log-test"})
+    assert response.status_code == 200, response.text
+    requests.get(locked_service.url + "/sessions", headers={"Authorization": "Bearer wrong-key"})
+    time.sleep(0.5)
+    text = locked_service.log_path.read_text()
+    entries = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    ours = [e for e in entries if e.get("requestId") == "req-log-test"]
+    assert ours and all(e["severity"] in {"INFO", "WARNING", "ERROR"} and e["message"] for e in ours)
+    assert all(e["logging.googleapis.com/trace"].endswith(trace) for e in ours)  # projects/P/traces/T in the cloud
+    assert any(e.get("httpRequest", {}).get("status") == 200 for e in ours)
+    assert any(e["message"] == "recording processed" and e["sessionId"] for e in ours)
+    assert any(e.get("httpRequest", {}).get("status") == 401 for e in entries)
+    for secret in ("key-alice", "key-bob", "wrong-key", "secret customer data"):
+        assert secret not in text

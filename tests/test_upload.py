@@ -114,6 +114,19 @@ class TestMultipart:
             read_multipart(io.BytesIO(data), CT, None, str(tmp_path))
         assert (err.value.code, err.value.field) == ("INVALID_FIELD", "title")
 
+    def test_huge_part_headers_are_refused(self, tmp_path: Path) -> None:
+        head = f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\nX-Pad: ".encode()
+        data = head + b"a" * (3 * 1024 * 1024) + b"\r\n\r\nx\r\n" + f"--{BOUNDARY}--\r\n".encode()
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(data), CT, None, str(tmp_path))
+        assert err.value.status == 400 and "headers" in err.value.message
+
+    def test_a_file_name_with_path_separators_is_never_used(self, tmp_path: Path) -> None:
+        video = _ebml(b"webm") + b"\x00" * 1000
+        raw = read_multipart(io.BytesIO(body([("file", video, "../../../etc/passwd")])), CT, None, str(tmp_path))
+        assert raw.video_path.parent == tmp_path and raw.video_path.name.startswith("scope-upload-")
+        raw.discard()
+
     def test_too_many_parts(self, tmp_path: Path) -> None:
         data = body([(f"x{i}", b"1", None) for i in range(upload.MAX_PARTS + 5)])
         with pytest.raises(UploadError) as err:
@@ -168,11 +181,17 @@ class TestRules:
         ("seedUrl", "https://example.com/" + "a" * 2048),
         ("seedUrl", "https://exa mple.com/"),
         ("seedUrl", "http://example.com:99999/"),
+        ("seedUrl", "https://user:secret@example.com/"),
+        ("seedUrl", "https://user@example.com/"),
     ])
     def test_broken_rules(self, name: str, value: str) -> None:
         with pytest.raises(UploadError) as err:
             validate(raw(**{name: value}))
         assert (err.value.status, err.value.code, err.value.field) == (400, "INVALID_FIELD", name)
+
+    def test_unusual_ports_and_international_names_are_valid(self) -> None:
+        assert validate(raw(seedUrl="http://example.com:8443/x")).seed_url == "http://example.com:8443/x"
+        assert validate(raw(seedUrl="https://bücher.example/")).seed_url == "https://bücher.example/"
 
     def test_limits_count_characters_not_bytes(self) -> None:
         assert validate(raw(title="😀" * 500)).title == "😀" * 500

@@ -1,0 +1,56 @@
+"""Structured logs for Cloud Logging: one JSON object per line, with the request's id and trace.
+
+Cloud Run sends stdout/stderr to Cloud Logging, which reads ``severity``, ``message`` and
+``logging.googleapis.com/trace`` from JSON lines, so a request's lines are grouped with its trace.
+Nothing logged here carries request bodies or headers: no API key, no uploaded content.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+_request: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("scope_request", default={})
+
+
+def bind_request(request_id: str, trace_header: str | None, project: str | None) -> contextvars.Token:
+    """Tie the following log lines (this thread's) to a request, and to its Cloud Trace."""
+    fields = {"requestId": request_id}
+    trace_id = (trace_header or "").split("/", 1)[0].strip()
+    if trace_id and trace_id.isalnum() and len(trace_id) <= 64:
+        fields["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace_id}" if project else trace_id
+    return _request.set(fields)
+
+
+def unbind_request(token: contextvars.Token) -> None:
+    _request.reset(token)
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "logger": record.name,
+        }
+        entry.update(_request.get())
+        entry.update(getattr(record, "fields", {}) or {})
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)  # read by Error Reporting
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup() -> None:
+    """JSON lines on stderr for the service's own loggers."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CloudLoggingFormatter())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
