@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -157,9 +157,15 @@ def read_multipart(stream: BinaryIO, content_type: str | None, content_length: i
     except ValueError as exc:  # werkzeug: malformed multipart
         upload.discard()
         raise UploadError(400, "INVALID_FIELD", f"the multipart body is malformed ({exc})") from None
+    except ClientDisconnected:
+        upload.discard()
+        raise UploadError(400, "INVALID_FIELD", "the upload ended before the body was complete") from None
     except OSError as exc:
         upload.discard()
         raise DiskFull(exc.errno, "the temporary directory cannot take the upload") from None
+    except BaseException:
+        upload.discard()  # whatever happened, no temporary file outlives the request
+        raise
     finally:
         if video is not None:
             video.close()

@@ -247,8 +247,17 @@ class CloudView:
 # --------------------------------------------------------------------------- the service
 
 
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
 class RunningService:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, env: dict[str, str], max_file_bytes: int | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = root / "data"
@@ -266,6 +275,7 @@ class RunningService:
             [str(Path(sys.executable).parent / "functions-framework"), "--source", str(REPO / "function" / "main.py"),
              "--target", "scope", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_limit_file_size(max_file_bytes) if max_file_bytes else None,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -325,8 +335,8 @@ class RunningService:
 def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningService]]:
     started: list[RunningService] = []
 
-    def start(**env: str) -> RunningService:
-        service = RunningService(tmp_path_factory.mktemp("service"), env)
+    def start(max_file_bytes: int | None = None, **env: str) -> RunningService:
+        service = RunningService(tmp_path_factory.mktemp("service"), env, max_file_bytes)
         started.append(service)
         return service
 

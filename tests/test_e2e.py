@@ -413,6 +413,29 @@ def test_storage_unavailable(start_service, tmp_path_factory, small_video: Path,
     assert service.temp_files() == []
 
 
+def test_client_gone_mid_upload_leaves_nothing(clean_service: RunningService) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", clean_service.port)) as sock:
+        sock.sendall(b"POST /recordings HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b0undary\r\n"
+                     b"Content-Length: 20000000\r\n\r\n--b0undary\r\nContent-Disposition: form-data; name=\"file\"; "
+                     b"filename=\"a.webm\"\r\n\r\n\x1a\x45\xdf\xa3" + b"\x00" * 3_000_000)
+    deadline = time.time() + 15
+    while '"POST /recordings ' not in clean_service.log_path.read_text()[-3000:] and time.time() < deadline:
+        time.sleep(0.2)  # until the service has finished with the request
+    assert clean_service.temp_files() == []
+    assert "Traceback" not in clean_service.log_path.read_text()
+    assert requests.get(clean_service.url + "/health").status_code == 200  # and it still serves
+
+
+def test_full_temporary_disk(start_service, small_video: Path, pages: PageServer, tmp_path: Path) -> None:
+    service = start_service(max_file_bytes=2_000_000, SCOPE_ALLOW_PRIVATE_URLS="1")
+    big = tmp_path / "big.webm"
+    big.write_bytes(small_video.read_bytes() + b"\x00" * 3_000_000)
+    assert_error(upload(service.url, big, seedUrl=pages.url + "/"), 503, "UNAVAILABLE")
+    assert service.temp_files() == [] and service.stored_sessions() == []
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
