@@ -10,6 +10,7 @@ pages load concurrently.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import re
@@ -120,7 +121,12 @@ class Inspector:
             return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self._event_loop())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # the pages close (the context's ``finally``) instead of running on
+            raise
 
     def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection:
         """Open each URL in a fresh context and snapshot it; never raises for a page's failure."""

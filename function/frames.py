@@ -31,7 +31,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import av
 import cv2
@@ -477,10 +477,18 @@ class _Extractor:
             self.pool.shutdown(wait=True)
 
 
+class Cancelled(RuntimeError):
+    """The caller gave up (its deadline passed): decoding stopped."""
+
+
 def extract(
-    path: str | Path, limits: Limits = Limits(), encode_images: bool = True
+    path: str | Path, limits: Limits = Limits(), encode_images: bool = True,
+    cancelled: Callable[[], bool] | None = None,
 ) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
-    """Decode ``path`` and return its key frames, what the decoder saw, and warnings."""
+    """Decode ``path`` and return its key frames, what the decoder saw, and warnings.
+
+    ``cancelled`` is asked every second of video; when it says yes, decoding stops (``Cancelled``).
+    """
     info = probe(path, limits)
     state = _Extractor(limits, encode_images)
     warnings: list[str] = []
@@ -492,6 +500,8 @@ def extract(
     try:
         for item in decode(path, limits, warnings):
             decoded += 1
+            if cancelled is not None and item.ms // 1000 != last_ms // 1000 and cancelled():
+                raise Cancelled("stopped: the request's deadline passed")
             last_ms = item.ms
             if item.ms + 1 < next_sample:
                 continue

@@ -9,6 +9,7 @@ failure after the first write removes what was written.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -102,10 +103,10 @@ def check_seed_url(url: str, deps: Deps) -> None:
         raise UrlNotAllowed(f"seedUrl is not allowed: {decision.reason}")
 
 
-def video_lane(path: Path, config: Config, analyser: Analyser) -> VideoLaneResult:
+def video_lane(path: Path, config: Config, analyser: Analyser, stop: threading.Event | None = None) -> VideoLaneResult:
     started = time.monotonic()
     limits = frames_lane.Limits(config.max_video_seconds, config.max_video_pixels, config.max_frames)
-    key_frames, info, warnings = frames_lane.extract(path, limits)
+    key_frames, info, warnings = frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None)
     decoded = time.monotonic()
     vision = analyser.analyze(key_frames)
     done = time.monotonic()
@@ -191,8 +192,9 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
     deadline = started + config.deadline_s
     session_id = new_id("sess_")
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"lane-{session_id}")
+    stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
-        video_future = pool.submit(video_lane, request.video_path, config, deps.analyser)
+        video_future = pool.submit(video_lane, request.video_path, config, deps.analyser, stop)
         browser_future = pool.submit(browser_lane, [request.seed_url], deps.browser, config.deadline_s)
         try:
             video = video_future.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -202,7 +204,8 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
             if extra:  # pages the recording visited, seen once the video lane has read it
                 more = pool.submit(browser_lane, extra, deps.browser, max(0.0, deadline - time.monotonic()))
                 inspection = merge(inspection, more.result(timeout=max(0.0, deadline - time.monotonic())))
-        except FutureTimeout as exc:
+        except (FutureTimeout, frames_lane.Cancelled) as exc:
+            stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

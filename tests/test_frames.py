@@ -173,3 +173,17 @@ def test_command_line_prints_frames_as_json(recordings: Path) -> None:
     body = json.loads(out.stdout)
     assert len(body["frames"]) >= 8
     assert {"timestamp", "changeScore", "changedRegion"} <= set(body["frames"][1])
+
+
+def test_decoding_stops_when_the_caller_gives_up(recordings: Path) -> None:
+    from function.frames import Cancelled
+
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(Cancelled):
+        extract(recordings / "todomvc_long_1280_vp8.webm", encode_images=False, cancelled=cancelled)
+    assert len(asked) == 3
