@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import re
@@ -26,6 +27,10 @@ from .models import Counts, Inspection, Snapshot
 from .urlguard import Resolver, check_host, system_resolver
 
 log = logging.getLogger("scope.aria")
+
+
+class BrowserDied(RuntimeError):
+    """Chromium crashed or was killed while pages were open."""
 
 
 class PageBlocked(RuntimeError):
@@ -204,7 +209,10 @@ class Inspector:
 
             snapshots = list(await asyncio.gather(*(one(u) for u in urls)))
         finally:
-            await context.close()
+            with contextlib.suppress(Exception):  # a dead browser cannot close its contexts
+                await context.close()
+        if not browser.is_connected():
+            raise BrowserDied("the browser went away during the request")
         return Inspection(
             urls_inspected=list(urls),
             duration_ms=int((time.monotonic() - started) * 1000),

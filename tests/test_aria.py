@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from typing import Iterator
 from urllib.parse import quote
@@ -146,3 +149,47 @@ def test_counts_and_trimming() -> None:
     text, cut = trim_lines("a\nbb\nccc\n", 5)
     assert (text, cut) == ("a\nbb", True)
     assert trim_lines("abc", 10) == ("abc", False)
+
+
+def _descendants(root: int) -> list[int]:
+    """Processes below ``root`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def test_chromium_crashing_mid_request(pages: PageServer) -> None:
+    browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=10))
+    try:
+        assert browser.inspect([pages.url + "/"]).snapshots[0].success
+        result: dict = {}
+        worker = threading.Thread(target=lambda: result.update(i=browser.inspect([pages.url + "/slow?d=2"])))
+        worker.start()
+        time.sleep(0.8)
+        killed = 0
+        for pid in _descendants(os.getpid()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                    if b"chrom" in cmd.read().split(b"\0")[0]:
+                        os.kill(pid, signal.SIGKILL)
+                        killed += 1
+            except OSError:
+                pass
+        worker.join(60)
+        assert killed, "the browser processes were found and killed"
+        assert result["i"].snapshots[0].title == "Slow"  # a new browser, and the request tried once more
+        assert browser.inspect([pages.url + "/about"]).snapshots[0].title == "About"  # and the next one too
+    finally:
+        browser.close()
