@@ -514,9 +514,11 @@ def extract(
             state.finish()
         if not state.kept:
             raise VideoError("no frame of the video could be decoded")
-        if info.frame_count and decoded < 0.9 * info.frame_count and not warnings:
-            warnings.append(f"the video ends early: {decoded} of {info.frame_count} frames decoded "
-                            f"(up to {last_ms / 1000:.1f} s); the rest is corrupt or missing")
+        short_of_count = info.frame_count and decoded < 0.9 * info.frame_count
+        short_of_duration = info.duration_ms and last_ms < 0.9 * info.duration_ms - 1000
+        if (short_of_count or short_of_duration) and not warnings:
+            warnings.append(f"the video ends early: frames up to {last_ms / 1000:.1f} s of "
+                            f"{info.duration_ms / 1000:.1f} s decoded; the rest is corrupt or missing")
         ok = True
     finally:
         state.close(encode=ok and encode_images)

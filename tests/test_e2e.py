@@ -472,3 +472,51 @@ def test_logs_are_structured_and_hold_no_secrets(locked_service: RunningService,
     assert any(e.get("httpRequest", {}).get("status") == 401 for e in entries)
     for secret in ("key-alice", "key-bob", "wrong-key", "secret customer data"):
         assert secret not in text
+
+
+@pytest.fixture(scope="session")
+def hostile_videos(tmp_path_factory: pytest.TempPathFactory, recordings: Path) -> dict[str, Path]:
+    """Valid containers that break the limits, and damaged real recordings of each container."""
+    folder = tmp_path_factory.mktemp("hostile")
+    ff = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi"]
+    subprocess.run(ff + ["-i", "color=c=gray:s=16000x16000:r=1", "-frames:v", "1", "-c:v", "libvpx", "-b:v", "50k",
+                         str(folder / "huge.webm")], check=True, timeout=120)
+    subprocess.run(ff + ["-i", "color=c=gray:s=64x64:r=1/600", "-t", "36000", "-c:v", "libx264", "-preset",
+                         "ultrafast", str(folder / "ten_hours.mkv")], check=True, timeout=120)
+    videos = {"huge": folder / "huge.webm", "ten_hours": folder / "ten_hours.mkv"}
+    for name in ("todomvc_long_1280_vp8.webm", "todomvc_edit_1280_h264.mp4", "todomvc_quick_1280_h264.mkv"):
+        data = (recordings / name).read_bytes()
+        suffix = Path(name).suffix
+        (folder / f"truncated{suffix}").write_bytes(data[: len(data) // 3])
+        middle = bytearray(data)
+        middle[len(data) // 3: len(data) // 2] = bytes(range(256)) * ((len(data) // 2 - len(data) // 3) // 256) \
+            + bytes((len(data) // 2 - len(data) // 3) % 256)
+        (folder / f"corrupt{suffix}").write_bytes(bytes(middle))
+        videos[f"truncated{suffix}"] = folder / f"truncated{suffix}"
+        videos[f"corrupt{suffix}"] = folder / f"corrupt{suffix}"
+    return videos
+
+
+def test_limits_refuse_huge_and_endless_streams_before_decoding(clean_service: RunningService, pages: PageServer,
+                                                                hostile_videos: dict[str, Path]) -> None:
+    for name in ("huge", "ten_hours"):
+        started = time.monotonic()
+        body = assert_error(upload(clean_service.url, hostile_videos[name], seedUrl=pages.url + "/"),
+                            422, "UNDECODABLE_VIDEO", "file")
+        assert "limit" in body["message"] and time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+@pytest.mark.parametrize("suffix", [".webm", ".mp4", ".mkv"])
+def test_damaged_recordings_of_each_container(clean_service: RunningService, pages: PageServer,
+                                              hostile_videos: dict[str, Path], damage: str, suffix: str) -> None:
+    response = upload(clean_service.url, hostile_videos[f"{damage}{suffix}"], seedUrl=pages.url + "/")
+    assert response.status_code in {200, 422}, response.text
+    if response.status_code == 422:
+        assert response.json()["code"] == "UNDECODABLE_VIDEO"
+    else:
+        body = response.json()
+        assert body["frameCount"] >= 1
+        if damage == "truncated":
+            assert any("corrupt" in w or "ends early" in w for w in body["warnings"]), body["warnings"]
+        requests.delete(f"{clean_service.url}/sessions/{body['sessionId']}")
