@@ -520,3 +520,10 @@ def test_damaged_recordings_of_each_container(clean_service: RunningService, pag
         if damage == "truncated":
             assert any("corrupt" in w or "ends early" in w for w in body["warnings"]), body["warnings"]
         requests.delete(f"{clean_service.url}/sessions/{body['sessionId']}")
+
+
+def test_huge_request_headers_are_refused_and_the_service_carries_on(clean_service: RunningService) -> None:
+    """The HTTP server refuses a header over 8 KiB itself (431) before the app sees the request."""
+    response = requests.get(clean_service.url + "/sessions", headers={"X-Padding": "a" * 100_000})
+    assert response.status_code == 431
+    assert requests.get(clean_service.url + "/health").status_code == 200
