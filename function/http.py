@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from flask import Request, Response
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import ClientDisconnected, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from . import logs, pipeline, upload
@@ -210,12 +210,15 @@ class Service:
         else:
             stream = request.stream
             total = 0
-            while total <= DRAIN_LIMIT:
-                chunk = stream.read(upload.CHUNK)
-                if not chunk:
-                    break
-                total += len(chunk)
-            drained = total <= DRAIN_LIMIT
+            try:
+                while total <= DRAIN_LIMIT:
+                    chunk = stream.read(upload.CHUNK)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                drained = total <= DRAIN_LIMIT
+            except (OSError, ClientDisconnected):
+                drained = False  # the client is gone: nothing more to read, close the connection
         if not drained:
             body = response.get_data()
             response.response = iter([body])

@@ -105,8 +105,6 @@ class LocalStore:
             raise StorageUnavailable(f"local store at {self.root} is not writable") from exc
 
 
-
-
 class GcsStore:
     """Objects in a Cloud Storage bucket, through google-cloud-storage.
 
