@@ -5,8 +5,8 @@ How a change is found, per sample (``SAMPLE_FPS`` a second, on a downscaled gray
 1. *Locate*: pixels that differ from the last kept frame by more than codec noise
    (``DIFF_LEVEL``) are grouped into regions.
 2. *Judge*: each region is compared with SSIM against the same region of the last kept
-   frame; a region whose structure is unchanged (``REGION_SSIM``) is noise — a quality jump
-   at a codec key frame, a colour drift.
+   frame, as it is and slightly blurred; a region whose structure is unchanged in either
+   (``REGION_SSIM``) is noise — a quality jump at a codec key frame, a colour drift, ringing.
 3. *Explain away the pointer and the caret*: the mouse pointer is tracked from sample to
    sample (a pointer-sized region that moves on from where the pointer was); a change that
    lies on the pointer's trail is the pointer, not the UI. A thin, short region is a
@@ -128,13 +128,17 @@ def changed_boxes(reference: np.ndarray, current: np.ndarray) -> list[Box]:
         x0, y0 = max(0, cx * GROUP_PX - GROUP_PX), max(0, cy * GROUP_PX - GROUP_PX)
         x1, y1 = min(width, (cx + cw) * GROUP_PX + GROUP_PX), min(height, (cy + ch) * GROUP_PX + GROUP_PX)
         bx, by, bw, bh = cv2.boundingRect(mask[y0:y1, x0:x1])  # the exact extent inside the cells
-        if bw == 0:
-            continue
+        if bw <= 2 and bh <= 2:
+            continue  # a speck at any scale (see SPECK_PX): not worth judging
         box = Box(x0 + bx, y0 + by, bw, bh)
         # Judge the region with SSIM on a crop with room for the SSIM window.
         sx0, sy0 = max(0, box.x - 6), max(0, box.y - 6)
         sx1, sy1 = min(width, box.x + box.w + 6), min(height, box.y + box.h + 6)
-        if ssim(reference[sy0:sy1, sx0:sx1], current[sy0:sy1, sx0:sx1]) < REGION_SSIM:
+        before, after = reference[sy0:sy1, sx0:sx1], current[sy0:sy1, sx0:sx1]
+        # A structural change survives a slight blur; codec artefacts (blocks, ringing, the
+        # quality pulse after a key frame at low bitrates) are fine detail and do not.
+        if ssim(before, after) < REGION_SSIM and ssim(cv2.GaussianBlur(before, (5, 5), 1.2),
+                                                      cv2.GaussianBlur(after, (5, 5), 1.2)) < REGION_SSIM:
             boxes.append(box)
     return boxes
 
