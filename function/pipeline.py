@@ -115,10 +115,6 @@ def video_lane(path: Path, config: Config, analyser: Analyser, stop: threading.E
     )
 
 
-def browser_lane(urls: list[str], browser: Browser, timeout_s: float) -> Inspection:
-    return browser.inspect(urls, timeout_s)
-
-
 def build_frames(session_id: str, video: VideoLaneResult) -> list[Frame]:
     """API frames from key frames and their analyses, with element diffs against the previous frame."""
     created = now_rfc3339()
@@ -195,14 +191,14 @@ def run(request: RecordingRequest, deps: Deps) -> Session:
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
         video_future = pool.submit(video_lane, request.video_path, config, deps.analyser, stop)
-        browser_future = pool.submit(browser_lane, [request.seed_url], deps.browser, config.deadline_s)
+        browser_future = pool.submit(deps.browser.inspect, [request.seed_url], config.deadline_s)
         try:
             video = video_future.result(timeout=max(0.0, deadline - time.monotonic()))
             inspection = browser_future.result(timeout=max(0.0, deadline - time.monotonic()))
             extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
                      if decide(u, deps.resolver, config.allow_private_urls, config.allowed_hosts).allowed]
             if extra:  # pages the recording visited, seen once the video lane has read it
-                more = pool.submit(browser_lane, extra, deps.browser, max(0.0, deadline - time.monotonic()))
+                more = pool.submit(deps.browser.inspect, extra, max(0.0, deadline - time.monotonic()))
                 inspection = merge(inspection, more.result(timeout=max(0.0, deadline - time.monotonic())))
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Protocol
 
 from .config import Config
 from .models import Session, from_json, to_json
+from .storage import check_writable, write_atomically
 
 
 class SessionsUnavailable(RuntimeError):
@@ -106,13 +105,10 @@ class LocalSessionStore:
 
     def put(self, session: Session) -> None:
         path = self._path(session.id)
+        data = json.dumps(to_json(session)).encode("utf-8")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(to_json(session), out)
-                os.replace(tmp, path)
+                write_atomically(path, lambda out: out.write(data))
         except OSError as exc:
             raise SessionsUnavailable(f"local sessions: {exc.strerror or exc}") from exc
 
@@ -139,9 +135,7 @@ class LocalSessionStore:
 
     def check(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.root):
-                pass
+            check_writable(self.root)
         except OSError as exc:
             raise SessionsUnavailable(f"local sessions at {self.root} are not writable") from exc
 

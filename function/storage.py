@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Callable, Protocol
 
 from .config import Config
 
@@ -44,6 +44,26 @@ def _safe_key(key: str) -> str:
     return key
 
 
+def write_atomically(target: Path, writer: Callable[[BinaryIO], object]) -> None:
+    """Write ``target`` through a temporary file and a rename: readers never see half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            writer(out)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(root: Path) -> None:
+    """Raise OSError unless files can be created below ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=root):
+        pass
+
+
 class LocalStore:
     """Objects as files below ``root``; writes are atomic (temp file + rename)."""
 
@@ -53,18 +73,9 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / _safe_key(key)
 
-    def _write(self, key: str, writer) -> None:  # noqa: ANN001 - a callable taking a file object
-        target = self._path(key)
+    def _write(self, key: str, writer: Callable[[BinaryIO], object]) -> None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    writer(out)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(self._path(key), writer)
         except OSError as exc:
             raise StorageUnavailable(f"local store: {exc.strerror or exc}") from exc
 
@@ -98,9 +109,7 @@ class LocalStore:
 
     def check(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.root):
-                pass
+            check_writable(self.root)
         except OSError as exc:
             raise StorageUnavailable(f"local store at {self.root} is not writable") from exc
 

@@ -134,10 +134,9 @@ def read_multipart(stream: BinaryIO, content_type: str | None, content_length: i
                         upload.head += event.data[: SNIFF_BYTES - len(upload.head)]
                     video.write(event.data)  # type: ignore[union-attr]
                 elif current:
-                    if len(text) + len(event.data) <= MAX_TEXT_FIELD_BYTES:
-                        text += event.data
-                    else:
-                        text = bytearray(b"\xff" * (MAX_TEXT_FIELD_BYTES + 1))  # marks "too long"
+                    text += event.data
+                    if len(text) > MAX_TEXT_FIELD_BYTES:
+                        raise UploadError(400, "INVALID_FIELD", f"{current} is far too long", current)
                 if not event.more_data:
                     if current == "file" and video is not None:
                         video.close()
@@ -176,8 +175,6 @@ def read_multipart(stream: BinaryIO, content_type: str | None, content_length: i
 
 
 def _decode_text(name: str, raw: bytes) -> str:
-    if len(raw) > MAX_TEXT_FIELD_BYTES:
-        raise UploadError(400, "INVALID_FIELD", f"{name} is far too long", name)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

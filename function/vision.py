@@ -10,7 +10,6 @@ failed batch and a warning says so.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
