@@ -1,52 +1,83 @@
-"""Wiring: configuration → stores, analyser, browser → the pipeline and the HTTP service."""
+"""Wiring: configuration → stores, vision, browser → the pipeline, the records and the Flask app."""
 
 from __future__ import annotations
 
-import functools
 import logging
+import os
+from dataclasses import dataclass
+
+from flask import Flask
 
 from . import logs, pipeline
 from .aria import BrowserSettings, Inspector
 from .config import Config
-from .http import Service
+from .http import create_app
+from .models import RecordingRequest, Session
+from .records import Pricing, Records
 from .sessions import open_sessions
 from .storage import open_store
-from .vision import Analyser, ClaudeAnalyser, ClaudeSettings, LocalAnalyser
+from .vision import ClaudeProvider, ClaudeSettings, LocalProvider, Vision
 
 log = logging.getLogger("scope")
 
 
-def make_analyser(config: Config) -> Analyser:
+def make_vision(config: Config) -> Vision:
+    """Claude with an API key (the local analyser stands in for a failed batch), else the local analyser."""
+    local = LocalProvider()
     if config.anthropic_api_key:
-        return ClaudeAnalyser(ClaudeSettings(
+        return Vision(ClaudeProvider(ClaudeSettings(
             api_key=config.anthropic_api_key, model=config.vision_model, base_url=config.anthropic_base_url,
             batch_size=config.vision_batch, max_in_flight=config.vision_in_flight,
-            timeout_s=config.vision_timeout_s))
-    return LocalAnalyser()
+            timeout_s=config.vision_timeout_s)), fallback=local)
+    return Vision(local)
 
 
-def make_deps(config: Config) -> pipeline.Deps:
-    browser = Inspector(
-        BrowserSettings(
-            executable_path=config.chromium_path,
-            page_timeout_s=config.page_timeout_s,
-            allow_private=config.allow_private_urls,
-            allowed_hosts=config.allowed_hosts,
-        )
-    )
-    return pipeline.Deps(config, open_store(config), open_sessions(config), make_analyser(config), browser)
+def make_lanes(config: Config) -> pipeline.Lanes:
+    browser = Inspector(BrowserSettings(executable_path=config.chromium_path, page_timeout_s=config.page_timeout_s,
+                                        allow_private=config.allow_private_urls, allowed_hosts=config.allowed_hosts))
+    return pipeline.Lanes(config, make_vision(config), browser)
 
 
-def build_service(config: Config) -> Service:
-    deps = make_deps(config)
-    announce(config, deps)
-    return Service(config, deps.store, deps.sessions, functools.partial(pipeline.run, deps=deps))
+def make_records(config: Config) -> Records:
+    return Records(open_store(config), open_sessions(config), config.prompt_tokens,
+                   Pricing(config.vision_price_in, config.vision_price_out))
 
 
-def announce(config: Config, deps: pipeline.Deps) -> None:
+@dataclass
+class Service:
+    """The service's parts: the lanes, the records, and processing as the two in sequence."""
+
+    config: Config
+    lanes: pipeline.Lanes
+    records: Records
+
+    def process(self, request: RecordingRequest) -> Session:
+        """Run the pipeline on one recording and store its session."""
+        return self.records.save_recording(request, pipeline.run(request, self.lanes))
+
+
+def build(config: Config) -> Service:
+    configure_process()
+    service = Service(config, make_lanes(config), make_records(config))
+    announce(service)
+    return service
+
+
+def build_app(config: Config) -> Flask:
+    service = build(config)
+    return create_app(config, service.records, service.process)
+
+
+def configure_process() -> None:
+    """Process-wide settings of the tools the lanes run: Tesseract's OpenMP threads fight on small crops."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+def announce(service: Service) -> None:
+    config = service.config
     log.info("storage=%s sessions=%s data=%s", config.storage, config.sessions,
              config.data_dir if config.storage == "local" else config.bucket)
-    log.info("vision: %s", deps.analyser.provider)
+    log.info("vision: %s", service.lanes.analyser.provider)
     if config.allow_private_urls:
         log.warning("SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open loopback and private addresses")
     if not config.auth_enabled:

@@ -23,7 +23,7 @@ from typing import Any, Coroutine
 from urllib.parse import urlsplit
 
 from .egress import BLOCKED_HEADER, GuardProxy
-from .models import Counts, Inspection, Snapshot
+from .models import Counts, Inspection, Snapshot, trim_lines
 from .urlguard import Resolver, check_host, system_resolver
 
 log = logging.getLogger("scope.aria")
@@ -85,14 +85,6 @@ def count_roles(aria_yaml: str) -> Counts:
         elif role == "img":
             counts.images += 1
     return counts
-
-
-def trim_lines(text: str, max_chars: int) -> tuple[str, bool]:
-    """Cut ``text`` at a line boundary so it fits ``max_chars``; say whether it was cut."""
-    if len(text) <= max_chars:
-        return text, False
-    cut = text.rfind("\n", 0, max_chars)
-    return text[: cut if cut > 0 else max_chars], True
 
 
 class Inspector:

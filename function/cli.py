@@ -14,10 +14,10 @@ from pathlib import Path
 
 from . import config as config_module
 from . import pipeline
-from .app import make_deps, setup_logging
+from .app import build, setup_logging
+from .auth import ANONYMOUS, frame_path
 from .frames import VideoError
-from .http import ANONYMOUS, processing_json
-from .models import AGENT_TARGETS
+from .models import AGENT_TARGETS, DEFAULT_AGENT_TARGET, ProcessingResponse, RecordingRequest
 from .upload import RawUpload, UploadError, validate
 
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", required=True)
     parser.add_argument("--url", required=True, help="where the recorded flow starts (seedUrl)")
     parser.add_argument("--notes", default="")
-    parser.add_argument("--target", default="CLAUDE_CODE", choices=AGENT_TARGETS)
+    parser.add_argument("--target", default=DEFAULT_AGENT_TARGET, choices=AGENT_TARGETS)
     parser.add_argument("--json", action="store_true", help="print the whole ProcessingResponse")
     args = parser.parse_args(argv)
     setup_logging()
@@ -43,21 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UploadError) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
-    deps = make_deps(config)
-    request = pipeline.RecordingRequest(
+    service = build(config)
+    request = RecordingRequest(
         video_path=args.video, file_size=raw.video_size, mime_type=fields.mime_type, title=fields.title,
         seed_url=fields.seed_url, notes=fields.notes, agent_target=fields.agent_target, client_duration_ms=None,
         owner_id=ANONYMOUS,
     )
     try:
-        session = pipeline.run(request, deps)
+        session = service.process(request)
     except (pipeline.UrlNotAllowed, VideoError, pipeline.PipelineTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        deps.browser.close()
+        service.lanes.browser.close()
     if args.json:
-        print(json.dumps(processing_json(session), indent=2, ensure_ascii=False))
+        response = ProcessingResponse.of(session, frame_path)
+        print(json.dumps(response.to_json(), indent=2, ensure_ascii=False))
     else:
         print(session.prompt)
     return 0

@@ -11,11 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-# The contract's limits (API.md).
+# The contract's upload limit (API.md); the text limits are the models' rules.
 MAX_VIDEO_BYTES = 104_857_600
-MAX_TITLE_CHARS = 500
-MAX_NOTES_CHARS = 2000
-MAX_URL_CHARS = 2048
 
 # Default vision model: a current vision-capable Claude model from the SDK's list.
 DEFAULT_VISION_MODEL = "claude-sonnet-5-5"

@@ -1,67 +1,61 @@
-"""The HTTP surface: routes, auth, CORS, the contract's errors and JSON shapes.
+"""The HTTP surface: a Flask blueprint served at ``/`` and at ``/api``, translation only.
 
-``Service`` holds the dependencies; ``Service.handle`` takes a Flask/Werkzeug
-request and returns a response. Every route is served at the root and under
-``/api``. Nothing here knows how a recording is processed (``pipeline``) or
-where things are kept (``storage``, ``sessions``).
+Each view turns a request into one call of ``records`` (or the injected ``process``,
+which runs the pipeline and stores its result) and the answer into the contract's
+JSON. The contract's errors are error handlers; request ids, auth, CORS, the body
+drain and the access log are request hooks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from flask import Request, Response
-from werkzeug.exceptions import ClientDisconnected, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from flask import Blueprint, Flask, Response, current_app, g, request
+from pydantic import ValidationError
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed
 
-from . import logs, pipeline, upload
+from . import auth, logs, upload
+from .auth import FrameSigner, Unauthorized
 from .config import Config
 from .frames import VideoError
-from .models import AGENT_TARGETS, SESSION_STATUSES, Session, new_id, now_rfc3339, to_json
-from .prompts import Evidence, render
-from .sessions import BadPageToken, SessionStore, SessionsUnavailable
-from .storage import BlobStore, ObjectNotFound, StorageUnavailable
+from .models import (
+    Body,
+    Caller,
+    GeneratedPrompt,
+    Model,
+    ProcessingResponse,
+    RecordingRequest,
+    Session,
+    SessionCreate,
+    SessionPatch,
+    SessionStatusView,
+    SessionView,
+)
+from .pipeline import PipelineTimeout, UrlNotAllowed
+from .records import Records, SessionNotFound
+from .sessions import BadPageToken, SessionsUnavailable
+from .storage import ObjectNotFound, StorageUnavailable
 
 log = logging.getLogger("scope.http")
 
 MAX_JSON_BYTES = 1024 * 1024
 DRAIN_LIMIT = 128 * 1024 * 1024  # unread body we still read (and drop) so the client sees our answer
-THUMBNAIL_TTL_S = 3600
 RETRY_AFTER_S = 5
-ANONYMOUS = "anonymous"
+PUBLIC_ENDPOINTS = {"health", "get_frame"}  # no Bearer token needed (a frame checks its signature itself)
 
-ROUTES = Map(
-    [
-        Rule("/health", endpoint="health", methods=["GET"]),
-        Rule("/healthz", endpoint="health", methods=["GET"]),
-        Rule("/recordings", endpoint="create_recording", methods=["POST"]),
-        Rule("/sessions", endpoint="list_sessions", methods=["GET"]),
-        Rule("/sessions", endpoint="create_session", methods=["POST"]),
-        Rule("/sessions/stats", endpoint="stats", methods=["GET"]),
-        Rule("/sessions/<session_id>", endpoint="get_session", methods=["GET"]),
-        Rule("/sessions/<session_id>", endpoint="patch_session", methods=["PATCH"]),
-        Rule("/sessions/<session_id>", endpoint="delete_session", methods=["DELETE"]),
-        Rule("/sessions/<session_id>/status", endpoint="session_status", methods=["GET"]),
-        Rule("/sessions/<session_id>/generate-prompt", endpoint="generate_prompt", methods=["POST"]),
-        Rule("/sessions/<session_id>/prompt", endpoint="get_prompt", methods=["GET"]),
-        Rule("/sessions/<session_id>/frames/<frame_id>", endpoint="get_frame", methods=["GET"]),
-        Rule("/auth/me", endpoint="me", methods=["GET"]),
-    ],
-    strict_slashes=False,
-)
+Process = Callable[[RecordingRequest], Session]  # run the pipeline on a recording and store the session
 
 
 class ApiError(Exception):
+    """An answer of the contract's error shape."""
+
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -69,403 +63,350 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def not_found(what: str = "session") -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"{what} not found")
+@dataclass
+class Scope:
+    """What the views work with, kept on the Flask app."""
+
+    config: Config
+    records: Records
+    process: Process
+    signer: FrameSigner
+    slots: threading.BoundedSemaphore
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, headers=headers,
-                    mimetype="application/json")
+def _scope() -> Scope:
+    return current_app.extensions["scope"]
 
 
-def frames_json(session: Session, thumbnail_url: Callable[[str, str], str]) -> list[dict[str, Any]]:
-    out = []
-    for frame in session.frames:
-        item = to_json(frame)
-        item["thumbnailUrl"] = thumbnail_url(session.id, frame.id)
-        out.append(item)
-    return out
+api = Blueprint("scope", __name__)
 
 
-def processing_json(session: Session, thumbnail_url: Callable[[str, str], str] = pipeline.frame_path) -> dict[str, Any]:
-    """The contract's ProcessingResponse for a finished session."""
-    inspection = to_json(session.inspection) if session.inspection else None
-    return {
-        "sessionId": session.id,
-        "status": session.status,
-        "title": session.title,
-        "seedUrl": session.seed_url,
-        "agentTarget": session.agent_target,
-        "fileSize": session.file_size,
-        "mimeType": session.mime_type,
-        "prompt": session.prompt,
-        "frames": frames_json(session, thumbnail_url),
-        "frameCount": len(session.frames),
-        "urlsInspected": list(session.urls),
-        "processingMs": session.processing_time,
-        "inspection": inspection,
-        "warnings": list(session.warnings),
-        "timings": to_json(session.timings),
-    }
+def create_app(config: Config, records: Records, process: Process) -> Flask:
+    """The service as a Flask app: the blueprint at ``/`` and at ``/api``."""
+    app = Flask("scope")
+    app.url_map.strict_slashes = False
+    app.extensions["scope"] = Scope(config, records, process, FrameSigner(config.signing_secret),
+                                    threading.BoundedSemaphore(config.max_inflight))
+    app.register_blueprint(api)
+    app.register_blueprint(api, url_prefix="/api", name="api")
+    return app
 
 
-class Service:
-    """The whole API as one request handler."""
+def json_response(body: Model | list[Any] | dict[str, Any], status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    data = body.to_json() if isinstance(body, Model) else body
+    return Response(json.dumps(data, ensure_ascii=False), status=status, headers=headers, mimetype="application/json")
 
-    def __init__(self, config: Config, store: BlobStore, sessions: SessionStore,
-                 run_pipeline: Callable[[pipeline.RecordingRequest], Session]) -> None:
-        self.config = config
-        self.store = store
-        self.sessions = sessions
-        self.run_pipeline = run_pipeline
-        self.signing_key = (config.signing_secret or secrets.token_hex(32)).encode()
-        self._slots = threading.BoundedSemaphore(config.max_inflight)
 
-    # ------------------------------------------------------------------ entry
+# --------------------------------------------------------------------------- hooks
 
-    def handle(self, request: Request) -> Response:
-        request_id = request.headers.get("X-Request-Id", "")[:64] or "req_" + uuid.uuid4().hex[:16]
-        started = time.monotonic()
-        token = logs.bind_request(request_id, request.headers.get("X-Cloud-Trace-Context"), self.config.gcp_project)
+
+@api.before_app_request
+def _start() -> Response | None:
+    g.request_id = request.headers.get("X-Request-Id", "")[:64] or "req_" + uuid.uuid4().hex[:16]
+    g.started = time.monotonic()
+    g.log_token = logs.bind_request(g.request_id, request.headers.get("X-Cloud-Trace-Context"),
+                                    _scope().config.gcp_project)
+    if request.method == "OPTIONS":
+        return Response(status=204)  # a CORS preflight; the headers are added on the way out
+    endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
+    if request.endpoint is not None and endpoint not in PUBLIC_ENDPOINTS:
+        g.owner = auth.owner_of(request.headers.get("Authorization", ""), _scope().config.api_keys)
+    return None
+
+
+@api.after_app_request
+def _finish(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    _cors(response)
+    _drain_body(response)
+    latency = time.monotonic() - g.get("started", time.monotonic())
+    log.info("%s %s %s", request.method, request.path, response.status_code, extra={"fields": {
+        "httpRequest": {"requestMethod": request.method, "requestUrl": request.path,
+                        "status": response.status_code, "latency": f"{latency:.3f}s"}}})
+    return response
+
+
+@api.teardown_app_request
+def _unbind(_: BaseException | None) -> None:
+    token = g.pop("log_token", None)
+    if token is not None:
+        logs.unbind_request(token)
+
+
+def _cors(response: Response) -> None:
+    origin = request.headers.get("Origin")
+    allowed = _scope().config.cors_origins
+    if not origin or not allowed or ("*" not in allowed and origin not in allowed):
+        return
+    response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+    response.headers.add("Vary", "Origin")
+    response.headers["Access-Control-Expose-Headers"] = "X-Next-Page-Token, X-Request-Id, Retry-After"
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+
+
+def _drain_body(response: Response) -> None:
+    """Read what the client still sends (up to DRAIN_LIMIT) so it can read our answer.
+
+    A larger remainder is left unread and the connection closed; the response is
+    made a streamed one so the framework does not try to read that remainder itself.
+    """
+    length = request.content_length
+    if length is not None and length > DRAIN_LIMIT:
+        drained = False
+    else:
+        total = 0
         try:
-            return self._handle(request, request_id, started)
-        finally:
-            logs.unbind_request(token)
+            while total <= DRAIN_LIMIT:
+                chunk = request.stream.read(upload.CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+            drained = total <= DRAIN_LIMIT
+        except (OSError, ClientDisconnected):
+            drained = False  # the client is gone: nothing more to read, close the connection
+    if not drained:
+        body = response.get_data()
+        response.response = iter([body])
+        response.headers["Connection"] = "close"
 
-    def _handle(self, request: Request, request_id: str, started: float) -> Response:
-        try:
-            if request.method == "OPTIONS":
-                response = Response(status=204)
-            else:
-                response = self._dispatch(request)
-        except ApiError as exc:
-            response = self._error(exc, request_id)
-        except upload.UploadError as exc:
-            response = self._error(ApiError(exc.status, exc.code, exc.message, exc.field), request_id)
-        except (StorageUnavailable, SessionsUnavailable, upload.DiskFull) as exc:
-            log.warning("store unavailable: %s", exc)
-            response = self._error(ApiError(503, "UNAVAILABLE", "storage is unavailable, try again later"),
-                                   request_id)
-        except Exception:  # noqa: BLE001 - the contract's 500, never a stack trace in the body
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            response = self._error(ApiError(500, "INTERNAL", "internal error"), request_id)
-        response.headers["X-Request-Id"] = request_id
-        self._cors(request, response)
-        self._finish_body(request, response)
-        log.info("%s %s %s", request.method, request.path, response.status_code, extra={"fields": {
-            "httpRequest": {"requestMethod": request.method, "requestUrl": request.path,
-                            "status": response.status_code,
-                            "latency": f"{time.monotonic() - started:.3f}s"}}})
-        return response
 
-    def _dispatch(self, request: Request) -> Response:
-        path = request.path
-        if path == "/api" or path.startswith("/api/"):
-            path = path[4:] or "/"
-        adapter = ROUTES.bind("", path_info=path)
-        try:
-            endpoint, args = adapter.match(method=request.method)
-        except NotFound:
-            raise ApiError(404, "NOT_FOUND", f"no route {request.method} {request.path}") from None
-        except MethodNotAllowed as exc:
-            allowed = ", ".join(sorted(exc.valid_methods or []))
-            raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here",
-                           headers={"Allow": allowed}) from None
-        if endpoint == "health":
-            return self.health()
-        if endpoint == "get_frame":
-            return self.get_frame(request, **args)
-        owner = self.owner_of(request)
-        return getattr(self, endpoint)(request, owner, **args)
+# --------------------------------------------------------------------------- errors
 
-    def _error(self, exc: ApiError, request_id: str) -> Response:
-        body: dict[str, Any] = {"statusCode": exc.status, "code": exc.code, "message": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        body["requestId"] = request_id
-        return json_response(body, exc.status, exc.headers)
 
-    def _cors(self, request: Request, response: Response) -> None:
-        origin = request.headers.get("Origin")
-        allowed = self.config.cors_origins
-        if not origin or not allowed or ("*" not in allowed and origin not in allowed):
-            return
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-        response.headers.add("Vary", "Origin")
-        response.headers["Access-Control-Expose-Headers"] = "X-Next-Page-Token, X-Request-Id, Retry-After"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-            response.headers["Access-Control-Max-Age"] = "600"
+def _error(status: int, code: str, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"statusCode": status, "code": code, "message": message}
+    if field:
+        body["field"] = field
+    body["requestId"] = g.get("request_id", "")
+    return json_response(body, status, headers)
 
-    def _finish_body(self, request: Request, response: Response) -> None:
-        """Read what the client still sends (up to DRAIN_LIMIT) so it can read our answer.
 
-        A larger remainder is left unread and the connection closed; the response is
-        made a streamed one so the framework does not try to read that remainder itself.
-        """
-        length = request.content_length
-        if length is not None and length > DRAIN_LIMIT:
-            drained = False
-        else:
-            stream = request.stream
-            total = 0
-            try:
-                while total <= DRAIN_LIMIT:
-                    chunk = stream.read(upload.CHUNK)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                drained = total <= DRAIN_LIMIT
-            except (OSError, ClientDisconnected):
-                drained = False  # the client is gone: nothing more to read, close the connection
-        if not drained:
-            body = response.get_data()
-            response.response = iter([body])
-            response.headers["Connection"] = "close"
+@api.app_errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return _error(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
-    # ------------------------------------------------------------------ auth
 
-    def owner_of(self, request: Request) -> str:
-        """The caller: the owner of the Bearer key when auth is on, else ``anonymous``."""
-        if not self.config.auth_enabled:
-            return ANONYMOUS
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        owner = None
-        if scheme.lower() == "bearer" and token.strip():
-            presented = token.strip().encode()
-            for key, key_owner in self.config.api_keys.items():
-                if hmac.compare_digest(presented, key.encode()):
-                    owner = key_owner
-        if owner is None:
-            raise ApiError(401, "UNAUTHORIZED", "a valid Authorization: Bearer <key> header is required")
-        return owner
+@api.app_errorhandler(upload.UploadError)
+def _upload_error(exc: upload.UploadError) -> Response:
+    return _error(exc.status, exc.code, exc.message, exc.field)
 
-    def _signature(self, session_id: str, frame_id: str, expires: int) -> str:
-        message = f"{session_id}/{frame_id}/{expires}".encode()
-        return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
 
-    def thumbnail_url(self, session_id: str, frame_id: str) -> str:
-        path = pipeline.frame_path(session_id, frame_id)
-        if not self.config.auth_enabled:
-            return path
-        expires = int(time.time()) + THUMBNAIL_TTL_S
-        return f"{path}?expires={expires}&signature={self._signature(session_id, frame_id, expires)}"
+@api.app_errorhandler(Unauthorized)
+def _unauthorized(exc: Unauthorized) -> Response:
+    return _error(401, "UNAUTHORIZED", str(exc))
 
-    def _signed(self, request: Request, session_id: str, frame_id: str) -> bool:
-        try:
-            expires = int(request.args.get("expires", ""))
-        except ValueError:
-            return False
-        signature = request.args.get("signature", "")
-        return expires >= time.time() and hmac.compare_digest(
-            signature.encode(), self._signature(session_id, frame_id, expires).encode()
-        )
 
-    # ------------------------------------------------------------------ JSON shapes
+@api.app_errorhandler(SessionNotFound)
+def _session_not_found(_: SessionNotFound) -> Response:
+    return _error(404, "NOT_FOUND", "session not found")
 
-    def session_json(self, session: Session, detail: bool = True) -> dict[str, Any]:
-        body = to_json(replace(session, frames=[], inspection=None))
-        for internal in ("ownerId", "objects", "inspection"):
-            body.pop(internal, None)
-        body["frames"] = frames_json(session, self.thumbnail_url)
-        if detail:
-            inspection = to_json(session.inspection) if session.inspection else None
-            body["inspection"] = inspection
-            body["inspectionJson"] = inspection
-        return body
 
-    # ------------------------------------------------------------------ routes
+@api.app_errorhandler(UrlNotAllowed)
+def _url_not_allowed(exc: UrlNotAllowed) -> Response:
+    return _error(422, "URL_NOT_ALLOWED", str(exc), "seedUrl")
 
-    def health(self) -> Response:
-        """200 when the service can take work: both stores answer."""
-        self.store.check()
-        self.sessions.check()
-        return json_response({"status": "ok", "storage": self.config.storage, "sessions": self.config.sessions,
-                              "auth": self.config.auth_enabled})
 
-    def me(self, request: Request, owner: str) -> Response:
-        return json_response({"id": owner, "name": owner, "email": ""})
+@api.app_errorhandler(VideoError)
+def _undecodable(exc: VideoError) -> Response:
+    return _error(422, "UNDECODABLE_VIDEO", f"the video cannot be processed: {exc}", "file")
 
-    def create_recording(self, request: Request, owner: str) -> Response:
-        if not self._slots.acquire(blocking=False):
-            raise ApiError(429, "BUSY", "the service is at its limit of recordings in flight, retry later",
-                           headers={"Retry-After": str(RETRY_AFTER_S)})
-        raw = None
-        try:
-            raw = upload.read_multipart(request.stream, request.content_type, request.content_length,
-                                        tempfile.gettempdir())
-            fields = upload.validate(raw)
-            job = pipeline.RecordingRequest(
-                video_path=raw.video_path, file_size=raw.video_size, mime_type=fields.mime_type,
-                title=fields.title, seed_url=fields.seed_url, notes=fields.notes,
-                agent_target=fields.agent_target, client_duration_ms=fields.client_duration_ms, owner_id=owner,
-            )
-            try:
-                session = self.run_pipeline(job)
-            except pipeline.UrlNotAllowed as exc:
-                raise ApiError(422, "URL_NOT_ALLOWED", str(exc), "seedUrl") from None
-            except VideoError as exc:
-                raise ApiError(422, "UNDECODABLE_VIDEO", f"the video cannot be processed: {exc}", "file") from None
-            except pipeline.PipelineTimeout as exc:
-                raise ApiError(504, "TIMEOUT", str(exc)) from None
-            return json_response(processing_json(session, self.thumbnail_url))
-        finally:
-            if raw is not None:
-                raw.discard()
-            self._slots.release()
 
-    def _session(self, owner: str, session_id: str) -> Session:
-        session = self.sessions.get(owner, session_id)
-        if session is None:
-            raise not_found()
-        return session
+@api.app_errorhandler(PipelineTimeout)
+def _timeout(exc: PipelineTimeout) -> Response:
+    return _error(504, "TIMEOUT", str(exc))
 
-    def list_sessions(self, request: Request, owner: str) -> Response:
-        raw_limit = request.args.get("limit")
-        limit = None
-        if raw_limit is not None:
-            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-                raise ApiError(400, "INVALID_FIELD", "limit must be an integer from 1 to 1000", "limit")
-            limit = int(raw_limit)
-        try:
-            items, token = self.sessions.list(owner, limit, request.args.get("pageToken") or None)
-        except BadPageToken as exc:
-            raise ApiError(400, "INVALID_FIELD", str(exc), "pageToken") from None
-        headers = {"X-Next-Page-Token": token} if token else None
-        return json_response([self.session_json(s, detail=False) for s in items], headers=headers)
 
-    def stats(self, request: Request, owner: str) -> Response:
-        stats = self.sessions.stats(owner)
-        return json_response(to_json(stats))
+@api.app_errorhandler(StorageUnavailable)
+@api.app_errorhandler(SessionsUnavailable)
+@api.app_errorhandler(upload.DiskFull)
+def _unavailable(exc: Exception) -> Response:
+    log.warning("store unavailable: %s", exc)
+    return _error(503, "UNAVAILABLE", "storage is unavailable, try again later")
 
-    def get_session(self, request: Request, owner: str, session_id: str) -> Response:
-        return json_response(self.session_json(self._session(owner, session_id)))
 
-    def session_status(self, request: Request, owner: str, session_id: str) -> Response:
-        session = self._session(owner, session_id)
-        return json_response({"sessionId": session.id, "sessionStatus": session.status,
-                              "processingStatus": session.status, "processingTime": session.processing_time,
-                              "lastError": session.last_error})
+@api.app_errorhandler(HTTPException)
+def _http_exception(exc: HTTPException) -> Response:
+    if isinstance(exc, MethodNotAllowed):
+        allowed = ", ".join(sorted(exc.valid_methods or []))
+        return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here", headers={"Allow": allowed})
+    status = exc.code or 500
+    if status == 404:
+        return _error(404, "NOT_FOUND", f"no route {request.method} {request.path}")
+    code = {413: "FILE_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(status, "INVALID_FIELD")
+    return _error(status, code if status < 500 else "INTERNAL", exc.description or exc.name)
 
-    def get_prompt(self, request: Request, owner: str, session_id: str) -> Response:
-        session = self._session(owner, session_id)
-        return Response(session.prompt, mimetype="text/markdown")
 
-    def generate_prompt(self, request: Request, owner: str, session_id: str) -> Response:
-        session = self._session(owner, session_id)
-        session.prompt = render(session.agent_target, Evidence.of(session), self.config.prompt_tokens)
-        self._save_prompt(session)
-        return json_response({"sessionId": session.id, "promptStatus": "complete", "prompt": session.prompt})
+@api.app_errorhandler(Exception)
+def _bug(_: Exception) -> Response:
+    log.exception("unhandled error in %s %s", request.method, request.path)  # the log keeps what the answer hides
+    return _error(500, "INTERNAL", "internal error")
 
-    def _save_prompt(self, session: Session) -> None:
-        session.updated_at = now_rfc3339()
-        if session.status == "complete":
-            self.store.put_bytes(f"sessions/{session.id}/prompt.md", session.prompt.encode(), "text/markdown")
-        self.sessions.put(session)
 
-    def create_session(self, request: Request, owner: str) -> Response:
-        body = self._json_body(request)
-        title = body.get("title")
-        if not isinstance(title, str) or not title.strip():
-            raise ApiError(400, "MISSING_FIELD", "title is required", "title")
-        now = now_rfc3339()
-        session = Session(id=new_id("sess_"), owner_id=owner, title="", created_at=now, updated_at=now)
-        self._apply(session, {"title": title, **{k: body[k] for k in ("agentTarget", "prompt", "frameCount",
-                                                                       "urlCount") if k in body}})
-        self.sessions.put(session)
-        return json_response(self.session_json(session), 201)
+# --------------------------------------------------------------------------- JSON in and out
 
-    def patch_session(self, request: Request, owner: str, session_id: str) -> Response:
-        session = self._session(owner, session_id)
-        body = self._json_body(request)
-        editable = {"title", "notes", "status", "prompt", "agentTarget", "duration", "urls", "frameCount",
-                    "urlCount", "processingTime"}
-        unknown = sorted(set(body) - editable)
-        if unknown:
-            raise ApiError(400, "INVALID_FIELD", f"{unknown[0]} cannot be changed", unknown[0])
-        retarget = "agentTarget" in body and body["agentTarget"] != session.agent_target and "prompt" not in body
-        self._apply(session, body)
-        session.updated_at = now_rfc3339()
-        if retarget:
-            session.prompt = render(session.agent_target, Evidence.of(session), self.config.prompt_tokens)
-        if retarget or "prompt" in body:
-            self._save_prompt(session)
-        else:
-            self.sessions.put(session)
-        return json_response(self.session_json(session))
 
-    def delete_session(self, request: Request, owner: str, session_id: str) -> Response:
-        self._session(owner, session_id)
-        self.store.delete_prefix(f"sessions/{session_id}/")  # objects first: a retry still finds the record
-        self.sessions.delete(owner, session_id)
-        return Response(status=204)
+def _json_body(model: type[Body]) -> Body:
+    """The request's JSON object, validated by ``model``; the first broken rule is the contract's error."""
+    raw = request.stream.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiError(413, "FILE_TOO_LARGE", f"the JSON body exceeds {MAX_JSON_BYTES} bytes")
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError):
+        raise ApiError(400, "INVALID_FIELD", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_FIELD", "the body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        if first["type"] == "extra_forbidden":
+            raise ApiError(400, "INVALID_FIELD", f"{name} cannot be changed", name) from None
+        fields = {info.alias or key: info for key, info in model.model_fields.items()}
+        value = body.get(name)
+        empty = first["type"] == "missing" or (isinstance(value, str) and not value.strip())
+        if empty and name in fields and fields[name].is_required():
+            raise ApiError(400, "MISSING_FIELD", f"{name} is required", name) from None
+        rule = fields[name].description if name in fields else None
+        raise ApiError(400, "INVALID_FIELD", f"{name} must be {rule}" if rule else first["msg"], name) from None
 
-    def get_frame(self, request: Request, session_id: str, frame_id: str) -> Response:
-        if not (self.config.auth_enabled and self._signed(request, session_id, frame_id)):
-            owner = self.owner_of(request)
-            session = self._session(owner, session_id)
-            if not any(f.id == frame_id for f in session.frames):
-                raise not_found("frame")
-        if not frame_id.replace("_", "").isalnum() or not session_id.replace("_", "").isalnum():
-            raise not_found("frame")
-        try:
-            data = self.store.get_bytes(f"sessions/{session_id}/frames/{frame_id}.png")
-        except ObjectNotFound:
-            raise not_found("frame") from None
-        return Response(data, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    # ------------------------------------------------------------------ JSON bodies
+def _thumbnail(session_id: str, frame_id: str) -> str:
+    scope = _scope()
+    if scope.config.auth_enabled:
+        return scope.signer.signed_path(session_id, frame_id)
+    return auth.frame_path(session_id, frame_id)
 
-    def _json_body(self, request: Request) -> dict[str, Any]:
-        raw = request.stream.read(MAX_JSON_BYTES + 1)
-        if len(raw) > MAX_JSON_BYTES:
-            raise ApiError(413, "FILE_TOO_LARGE", f"the JSON body exceeds {MAX_JSON_BYTES} bytes")
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "INVALID_FIELD", "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "INVALID_FIELD", "the body must be a JSON object")
-        return body
 
-    def _apply(self, session: Session, body: dict[str, Any]) -> None:
-        """Set the JSON fields on ``session``, checking each one's type and rule."""
-        def text(name: str, limit: int, required: bool = False) -> str:
-            value = body[name]
-            if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
-                raise ApiError(400, "INVALID_FIELD", f"{name} must be a string of at most {limit} characters", name)
-            return value.strip() if required else value
+def session_view(session: Session, detail: bool = True) -> dict[str, Any]:
+    return SessionView.of(session, _thumbnail).to_json(detail=detail)
 
-        def count(name: str) -> int:
-            value = body[name]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ApiError(400, "INVALID_FIELD", f"{name} must be a non-negative integer", name)
-            return value
 
-        if "title" in body:
-            session.title = text("title", upload.MAX_TITLE_CHARS, required=True)
-        if "notes" in body:
-            session.notes = text("notes", upload.MAX_NOTES_CHARS)
-        if "prompt" in body:
-            session.prompt = text("prompt", 1_000_000)
-        if "status" in body:
-            if body["status"] not in SESSION_STATUSES:
-                raise ApiError(400, "INVALID_FIELD", f"status must be one of {', '.join(SESSION_STATUSES)}", "status")
-            session.status = body["status"]
-        if "agentTarget" in body:
-            if body["agentTarget"] not in AGENT_TARGETS:
-                raise ApiError(400, "INVALID_FIELD", f"agentTarget must be one of {', '.join(AGENT_TARGETS)}",
-                               "agentTarget")
-            session.agent_target = body["agentTarget"]
-        if "urls" in body:
-            urls = body["urls"]
-            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or len(urls) > 1000:
-                raise ApiError(400, "INVALID_FIELD", "urls must be an array of strings", "urls")
-            session.urls = urls
-        for name, attr in (("duration", "duration"), ("frameCount", "frame_count"), ("urlCount", "url_count"),
-                           ("processingTime", "processing_time")):
-            if name in body:
-                setattr(session, attr, count(name))
+# --------------------------------------------------------------------------- routes
+
+
+@api.get("/health")
+@api.get("/healthz")
+def health() -> Response:
+    """200 when the service can take work: both stores answer."""
+    scope = _scope()
+    scope.records.check()
+    return json_response({"status": "ok", "storage": scope.config.storage, "sessions": scope.config.sessions,
+                          "auth": scope.config.auth_enabled})
+
+
+@api.get("/auth/me")
+def me() -> Response:
+    return json_response(Caller(id=g.owner, name=g.owner))
+
+
+@api.post("/recordings")
+def create_recording() -> Response:
+    scope = _scope()
+    if not scope.slots.acquire(blocking=False):
+        raise ApiError(429, "BUSY", "the service is at its limit of recordings in flight, retry later",
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
+    raw = None
+    try:
+        raw = upload.read_multipart(request.stream, request.content_type, request.content_length,
+                                    tempfile.gettempdir())
+        fields = upload.validate(raw)
+        assert raw.video_path is not None
+        session = scope.process(RecordingRequest(
+            video_path=raw.video_path, file_size=raw.video_size, mime_type=fields.mime_type, title=fields.title,
+            seed_url=fields.seed_url, notes=fields.notes, agent_target=fields.agent_target,
+            client_duration_ms=fields.client_duration_ms, owner_id=g.owner,
+        ))
+        return json_response(ProcessingResponse.of(session, _thumbnail))
+    finally:
+        if raw is not None:
+            raw.discard()
+        scope.slots.release()
+
+
+@api.get("/sessions")
+def list_sessions() -> Response:
+    raw_limit = request.args.get("limit")
+    limit = None
+    if raw_limit is not None:
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise ApiError(400, "INVALID_FIELD", "limit must be an integer from 1 to 1000", "limit")
+        limit = int(raw_limit)
+    try:
+        items, token = _scope().records.list(g.owner, limit, request.args.get("pageToken") or None)
+    except BadPageToken as exc:
+        raise ApiError(400, "INVALID_FIELD", str(exc), "pageToken") from None
+    headers = {"X-Next-Page-Token": token} if token else None
+    return json_response([session_view(s, detail=False) for s in items], headers=headers)
+
+
+@api.post("/sessions")
+def create_session() -> Response:
+    body = _json_body(SessionCreate)
+    return json_response(session_view(_scope().records.create(g.owner, body)), 201)
+
+
+@api.get("/sessions/stats")
+def stats() -> Response:
+    return json_response(_scope().records.stats(g.owner))
+
+
+@api.get("/sessions/<session_id>")
+def get_session(session_id: str) -> Response:
+    return json_response(session_view(_scope().records.get(g.owner, session_id)))
+
+
+@api.patch("/sessions/<session_id>")
+def patch_session(session_id: str) -> Response:
+    records = _scope().records
+    records.get(g.owner, session_id)  # an unknown session is 404 before its body is judged
+    patch = _json_body(SessionPatch)
+    return json_response(session_view(records.patch(g.owner, session_id, patch)))
+
+
+@api.delete("/sessions/<session_id>")
+def delete_session(session_id: str) -> Response:
+    _scope().records.delete(g.owner, session_id)
+    return Response(status=204)
+
+
+@api.get("/sessions/<session_id>/status")
+def session_status(session_id: str) -> Response:
+    session = _scope().records.get(g.owner, session_id)
+    return json_response(SessionStatusView(
+        session_id=session.id, session_status=session.status, processing_status=session.status,
+        processing_time=session.processing_time, last_error=session.last_error))
+
+
+@api.post("/sessions/<session_id>/generate-prompt")
+def generate_prompt(session_id: str) -> Response:
+    session = _scope().records.regenerate_prompt(g.owner, session_id)
+    return json_response(GeneratedPrompt(session_id=session.id, prompt=session.prompt))
+
+
+@api.get("/sessions/<session_id>/prompt")
+def get_prompt(session_id: str) -> Response:
+    return Response(_scope().records.get(g.owner, session_id).prompt, mimetype="text/markdown")
+
+
+@api.get("/sessions/<session_id>/frames/<frame_id>")
+def get_frame(session_id: str, frame_id: str) -> Response:
+    scope = _scope()
+    signed = scope.config.auth_enabled and scope.signer.allows(request.args.get("signature", ""), session_id, frame_id)
+    if not signed:
+        owner = auth.owner_of(request.headers.get("Authorization", ""), scope.config.api_keys)
+        if not any(f.id == frame_id for f in scope.records.get(owner, session_id).frames):
+            raise ApiError(404, "NOT_FOUND", "frame not found")
+    if not frame_id.replace("_", "").isalnum() or not session_id.replace("_", "").isalnum():
+        raise ApiError(404, "NOT_FOUND", "frame not found")
+    try:
+        data = scope.records.frame_image(session_id, frame_id)
+    except ObjectNotFound:
+        raise ApiError(404, "NOT_FOUND", "frame not found") from None
+    return Response(data, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -13,12 +13,13 @@ if _REPO not in sys.path:
 from flask import Request, Response  # noqa: E402
 
 from function import config  # noqa: E402
-from function.app import build_service, setup_logging  # noqa: E402
+from function.app import build_app, setup_logging  # noqa: E402
 
 setup_logging()
-service = build_service(config.load())
+app = build_app(config.load())
 
 
 def scope(request: Request) -> Response:
-    """The one HTTP function: every route of the API."""
-    return service.handle(request)
+    """The one HTTP function: every route of the API, dispatched by the service's own Flask app."""
+    with app.request_context(request.environ):
+        return app.full_dispatch_request()

@@ -1,23 +1,46 @@
-"""Domain objects shared by the lanes, the pipeline and the stores.
+"""The shapes that cross a boundary: the lanes' results, the session record, the API's JSON.
 
-Plain dataclasses; ``to_json``/``from_json`` turn them into the contract's
-camelCase JSON and back, so the stores keep exactly what the API serves.
+Everything that leaves a process (the HTTP answer, the session record, Claude's tool
+input) is a pydantic model with camelCase aliases, so one declaration gives the
+serialisation, the validation and the JSON schema. Values that never leave the
+process (a key frame's PNG, video facts) are plain dataclasses.
+
+The text rules of the contract (title, notes) live here too, so an upload and a
+PATCH obey the same ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import secrets
 import string
-import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal
 
-AGENT_TARGETS = ("CLAUDE_CODE", "CODEX", "CURSOR", "RAW")
-SESSION_STATUSES = ("processing", "complete", "error")
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_serializer
+from pydantic.alias_generators import to_camel
+
+# --------------------------------------------------------------------------- registries and rules
+
+AgentTarget = Literal["CLAUDE_CODE", "CODEX", "CURSOR", "RAW"]
+AGENT_TARGETS: tuple[str, ...] = typing.get_args(AgentTarget)
+DEFAULT_AGENT_TARGET: AgentTarget = "CLAUDE_CODE"
+SessionStatus = Literal["processing", "complete", "error"]
+SESSION_STATUSES: tuple[str, ...] = typing.get_args(SessionStatus)
+
+MAX_TITLE_CHARS = 500
+MAX_NOTES_CHARS = 2000
+MAX_URL_CHARS = 2048
+MAX_PROMPT_CHARS = 1_000_000
+MAX_COUNT = 2**53 - 1  # the largest integer every JSON reader (and Firestore) keeps exactly
+
 _ID_ALPHABET = string.ascii_uppercase + string.digits
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile(r"[\r\n\t]")
 
 
 def new_id(prefix: str) -> str:
@@ -29,17 +52,59 @@ def now_rfc3339() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# --------------------------------------------------------------------------- video lane
+def clean_text(value: str, *, multiline: bool) -> str:
+    """The contract's text rule: NFC, trimmed, no control characters (no line breaks unless ``multiline``)."""
+    value = unicodedata.normalize("NFC", value).strip()
+    if _CONTROL.search(value) or (not multiline and _LINE_BREAK.search(value)):
+        raise ValueError("contains control characters")
+    return value
 
 
-@dataclass(frozen=True)
-class Region:
-    """A rectangle in video pixels."""
+def check_agent_target(value: str) -> AgentTarget:
+    """The one validator of agent targets: empty means the default."""
+    value = value.strip() or DEFAULT_AGENT_TARGET
+    if value not in AGENT_TARGETS:
+        raise ValueError(f"must be one of {', '.join(AGENT_TARGETS)}")
+    return typing.cast(AgentTarget, value)
 
-    x: int
-    y: int
-    width: int
-    height: int
+
+def trim_lines(text: str, max_chars: int) -> tuple[str, bool]:
+    """Cut ``text`` at a line boundary so it fits ``max_chars``; say whether it was cut."""
+    if len(text) <= max_chars:
+        return text, False
+    cut = text.rfind("\n", 0, max_chars)
+    return text[: cut if cut > 0 else max_chars], True
+
+
+def check_title(value: str) -> str:
+    value = clean_text(value, multiline=False)
+    if not 1 <= len(value) <= MAX_TITLE_CHARS:
+        raise ValueError(f"must be 1–{MAX_TITLE_CHARS} characters")
+    return value
+
+
+def check_notes(value: str) -> str:
+    value = clean_text(value, multiline=True)
+    if len(value) > MAX_NOTES_CHARS:
+        raise ValueError(f"must be at most {MAX_NOTES_CHARS} characters")
+    return value
+
+
+Title = Annotated[str, Field(strict=True), AfterValidator(check_title)]
+Notes = Annotated[str, Field(strict=True), AfterValidator(check_notes)]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; either name is accepted on the way in."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    def to_json(self, **options: Any) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, **options)
+
+
+# --------------------------------------------------------------------------- video lane (in process)
 
 
 @dataclass
@@ -49,7 +114,7 @@ class KeyFrame:
     index: int
     timestamp: int  # ms from the start of the video
     change_score: float  # 1 − SSIM against the previously kept frame; 1 for the first
-    changed_region: Region | None
+    changed_region: "Region | None"
     width: int
     height: int
     png: bytes = field(default=b"", repr=False)  # full-resolution lossless image
@@ -66,42 +131,54 @@ class VideoInfo:
     frames_decoded: int
 
 
-@dataclass
-class AriaNode:
+# --------------------------------------------------------------------------- JSON shapes
+
+
+class Region(Model):
+    """A rectangle in video pixels."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class AriaNode(Model):
     """A UI element seen in a frame (by vision) with its state against the previous frame."""
 
     role: str
     name: str
-    children: list["AriaNode"] | None = None
-    diff_status: str | None = None  # added | changed | removed
+    children: list[AriaNode] | None = None
+    diff_status: Literal["added", "changed", "removed"] | None = None
     state: str | None = None  # e.g. "checked", "value=foo"; what makes a node "changed"
 
-    OMIT_NONE: typing.ClassVar[bool] = True
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
-@dataclass
-class DiffSummary:
+class DiffSummary(Model):
     added: int = 0
     changed: int = 0
     removed: int = 0
 
 
-@dataclass
-class FrameAnalysis:
-    """What the vision step read from one key frame."""
+class FrameAnalysis(Model):
+    """What vision read from one key frame; ``elements`` and ``url`` become the frame's ``ariaTree`` and ``url``."""
 
     description: str
-    visible_text: str
-    anomalies: list[str]
-    provider: str
+    visible_text: str = ""
+    anomalies: list[str] = Field(default_factory=list)
+    provider: str = ""
     ui_state: str = ""
-    elements: list[AriaNode] = field(default_factory=list)
-    url: str | None = None
+    elements: list[AriaNode] = Field(default_factory=list, exclude=True)
+    url: str | None = Field(default=None, exclude=True)
 
 
-@dataclass
-class FlowStep:
-    """One user action reconstructed from the recording."""
+class FlowStep(Model):
+    """One user action as vision described it."""
 
     timestamp: int
     action: str
@@ -110,6 +187,8 @@ class FlowStep:
 
 @dataclass
 class VisionResult:
+    """The vision lane's answer for all key frames."""
+
     analyses: list[FrameAnalysis]  # one per key frame, same order
     flow: list[FlowStep] = field(default_factory=list)
     observed_problem: str = ""
@@ -121,11 +200,7 @@ class VisionResult:
     warnings: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- browser lane
-
-
-@dataclass
-class Counts:
+class Counts(Model):
     buttons: int = 0
     inputs: int = 0
     links: int = 0
@@ -134,38 +209,32 @@ class Counts:
     total: int = 0
 
 
-@dataclass
-class Snapshot:
+class Snapshot(Model):
     """The Playwright lane's view of one URL."""
 
     url: str
     success: bool
     error: str | None = None
-    counts: Counts = field(default_factory=Counts)
+    counts: Counts = Field(default_factory=Counts)
     aria_tree: str = ""
     aria_tree_truncated: bool = False
     final_url: str | None = None
     http_status: int | None = None
     title: str = ""
-    console_errors: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = Field(default_factory=list)
+    failed_requests: list[str] = Field(default_factory=list)
     load_time_ms: int = 0
-    screenshot: bytes = field(default=b"", repr=False)  # full page, PNG; stored with the session
+    screenshot: bytes = Field(default=b"", exclude=True, repr=False)  # full page, PNG; stored as an object
 
 
-@dataclass
-class Inspection:
+class Inspection(Model):
     urls_inspected: list[str]
     duration_ms: int
     browser: str
     snapshots: list[Snapshot]
 
 
-# --------------------------------------------------------------------------- API objects
-
-
-@dataclass
-class Frame:
+class Frame(Model):
     """A key frame as the API serves it."""
 
     id: str
@@ -178,11 +247,10 @@ class Frame:
     created_at: str
     change_score: float
     changed_region: Region | None
-    analysis: dict[str, Any]
+    analysis: FrameAnalysis
 
 
-@dataclass
-class LaneTimings:
+class LaneTimings(Model):
     video_ms: int = 0
     vision_ms: int = 0
     browser_ms: int = 0
@@ -190,8 +258,7 @@ class LaneTimings:
     store_ms: int = 0
 
 
-@dataclass
-class Session:
+class Session(Model):
     """A session record: the contract's Session plus what regenerating a prompt needs."""
 
     id: str
@@ -199,78 +266,205 @@ class Session:
     title: str
     seed_url: str = ""
     notes: str = ""
-    status: str = "processing"
+    status: SessionStatus = "processing"
     duration: int = 0  # whole seconds of video
     frame_count: int = 0
-    urls: list[str] = field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)
     url_count: int = 0
-    agent_target: str = "CLAUDE_CODE"
+    agent_target: AgentTarget = DEFAULT_AGENT_TARGET
     processing_time: int = 0
     prompt: str = ""
     created_at: str = ""
     updated_at: str = ""
     file_size: int = 0
     mime_type: str = ""
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame] = Field(default_factory=list)
     inspection: Inspection | None = None
-    flow: list[FlowStep] = field(default_factory=list)
+    flow: list[FlowStep] = Field(default_factory=list)
     observed_problem: str = ""
-    warnings: list[str] = field(default_factory=list)
-    timings: LaneTimings = field(default_factory=LaneTimings)
+    warnings: list[str] = Field(default_factory=list)
+    timings: LaneTimings = Field(default_factory=LaneTimings)
     vision_provider: str = ""
     vision_input_tokens: int = 0
     vision_output_tokens: int = 0
     vision_requests: int = 0
     vision_cost_usd: float = 0.0
     last_error: str | None = None
-    objects: list[str] = field(default_factory=list)  # storage keys of this session
+    objects: list[str] = Field(default_factory=list)  # storage keys of this session
+
+    RECORD_ONLY: typing.ClassVar[set[str]] = {"owner_id", "objects"}  # kept, never served
 
 
-# --------------------------------------------------------------------------- JSON
+# --------------------------------------------------------------------------- API answers and bodies
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+Thumbnail = Callable[[str, str], str]  # (session id, frame id) → the frame image's URL as served
 
 
-def to_json(value: Any) -> Any:
-    """A dataclass tree → JSON-ready dicts with camelCase keys."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        omit_none = getattr(value, "OMIT_NONE", False)
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if isinstance(item, bytes) or (omit_none and item is None):
-                continue
-            out[_camel(f.name)] = to_json(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    return value
+def _served_frames(session: Session, thumbnail: Thumbnail) -> list[Frame]:
+    return [f.model_copy(update={"thumbnail_url": thumbnail(session.id, f.id)}) for f in session.frames]
 
 
-def from_json(cls: Any, data: Any) -> Any:
-    """The inverse of ``to_json`` for a declared type (dataclasses, lists, optionals)."""
-    if data is None:
-        return None
-    origin = typing.get_origin(cls)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(cls) if a is not type(None)]
-        return from_json(inner[0], data)
-    if origin is list:
-        (item_type,) = typing.get_args(cls)
-        return [from_json(item_type, v) for v in data]
-    if origin is dict or cls is Any:
-        return data
-    if dataclasses.is_dataclass(cls):
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            key = _camel(f.name)
-            if key in data and f.init:
-                kwargs[f.name] = from_json(hints[f.name], data[key])
-        return cls(**kwargs)
-    return data
+class SessionView(Session):
+    """The Session as the API serves it: the record without its private fields, frames with served URLs."""
+
+    inspection_json: Inspection | None = None  # the name the public web app reads
+
+    @classmethod
+    def of(cls, session: Session, thumbnail: Thumbnail) -> SessionView:
+        return cls.model_validate({**dict(session), "frames": _served_frames(session, thumbnail),
+                                   "inspection_json": session.inspection})
+
+    def to_json(self, detail: bool = True, **options: Any) -> dict[str, Any]:
+        """The whole Session; a list item (``detail=False``) leaves the inspection out."""
+        hidden = Session.RECORD_ONLY | (set() if detail else {"inspection", "inspection_json"})
+        return super().to_json(exclude=hidden, **options)
+
+
+class ProcessingResponse(Model):
+    """The answer to ``POST /recordings``."""
+
+    session_id: str
+    status: SessionStatus
+    title: str
+    seed_url: str
+    agent_target: AgentTarget
+    file_size: int
+    mime_type: str
+    prompt: str
+    frames: list[Frame]
+    frame_count: int
+    urls_inspected: list[str]
+    processing_ms: int
+    inspection: Inspection | None
+    warnings: list[str]
+    timings: LaneTimings
+
+    @classmethod
+    def of(cls, session: Session, thumbnail: Thumbnail) -> ProcessingResponse:
+        return cls(
+            session_id=session.id, status=session.status, title=session.title, seed_url=session.seed_url,
+            agent_target=session.agent_target, file_size=session.file_size, mime_type=session.mime_type,
+            prompt=session.prompt, frames=_served_frames(session, thumbnail), frame_count=len(session.frames),
+            urls_inspected=list(session.urls), processing_ms=session.processing_time, inspection=session.inspection,
+            warnings=list(session.warnings), timings=session.timings,
+        )
+
+
+class SessionStatusView(Model):
+    session_id: str
+    session_status: SessionStatus
+    processing_status: str
+    processing_time: int
+    last_error: str | None
+
+
+class GeneratedPrompt(Model):
+    session_id: str
+    prompt_status: Literal["complete"] = "complete"
+    prompt: str
+
+
+class Stats(Model):
+    total_sessions: int
+    completed_sessions: int
+    total_duration: int
+    avg_processing_time: int
+
+
+class Caller(Model):
+    id: str
+    name: str
+    email: str = ""
+
+
+class Body(Model):
+    """A JSON request body: camelCase names only, every field checked, ``null`` refused."""
+
+    model_config = ConfigDict(validate_by_name=False, validate_by_alias=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+_TITLE = f"a string of 1–{MAX_TITLE_CHARS} characters without control characters or line breaks"
+_COUNT = "a non-negative integer"
+_PROMPT = f"a string of at most {MAX_PROMPT_CHARS} characters"
+
+
+class SessionPatch(Body):
+    """``PATCH /sessions/{id}``: the fields a client may change, each with its rule; nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = Field(default=None, description=_TITLE)
+    notes: Notes | None = Field(default=None, description=f"a string of at most {MAX_NOTES_CHARS} characters "
+                                                           "without control characters")
+    status: SessionStatus | None = Field(default=None, description=f"one of {', '.join(SESSION_STATUSES)}")
+    prompt: Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)] | None = Field(
+        default=None, description=_PROMPT)
+    agent_target: AgentTarget | None = Field(default=None, description=f"one of {', '.join(AGENT_TARGETS)}")
+    duration: Count | None = Field(default=None, description=_COUNT)
+    urls: Annotated[list[Annotated[str, Field(strict=True, max_length=MAX_URL_CHARS)]],
+                    Field(max_length=1000)] | None = Field(default=None, description="an array of at most 1000 URLs")
+    frame_count: Count | None = Field(default=None, description=_COUNT)
+    url_count: Count | None = Field(default=None, description=_COUNT)
+    processing_time: Count | None = Field(default=None, description=_COUNT)
+
+
+class SessionCreate(Body):
+    """``POST /sessions``: a session made by a client with its own pipeline; other fields are ignored."""
+
+    title: Title = Field(description=_TITLE)
+    agent_target: AgentTarget = Field(default=DEFAULT_AGENT_TARGET, description=f"one of {', '.join(AGENT_TARGETS)}")
+    prompt: Annotated[str, Field(strict=True, max_length=MAX_PROMPT_CHARS)] = Field(default="", description=_PROMPT)
+    frame_count: Count = Field(default=0, description=_COUNT)
+    url_count: Count = Field(default=0, description=_COUNT)
+
+
+# --------------------------------------------------------------------------- one recording's way through
+
+
+@dataclass
+class RecordingRequest:
+    """A validated upload: the video is on local disk, the fields obey the contract."""
+
+    video_path: Path
+    file_size: int
+    mime_type: str
+    title: str
+    seed_url: str
+    notes: str
+    agent_target: AgentTarget
+    client_duration_ms: int | None
+    owner_id: str
+
+
+@dataclass
+class VideoEvidence:
+    key_frames: list[KeyFrame]
+    info: VideoInfo
+    vision: VisionResult
+    warnings: list[str]
+    video_ms: int
+    vision_ms: int
+
+
+@dataclass
+class RecordingEvidence:
+    """Everything both lanes learned about one recording."""
+
+    video: VideoEvidence
+    inspection: Inspection
+    started: float  # time.monotonic() when processing began
+
+    @property
+    def warnings(self) -> list[str]:
+        pages = [f"page {s.url} could not be inspected: {s.error}" for s in self.inspection.snapshots if not s.success]
+        return self.video.warnings + pages
+
+

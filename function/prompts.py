@@ -12,10 +12,12 @@ where to fetch it. The same inputs always give the same prompt.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-from .models import Frame, FlowStep, Inspection, Session
+from pydantic import Field
+
+from .models import AGENT_TARGETS, AgentTarget, FlowStep, Frame, Inspection, Model, Session
 
 DEFAULT_TOKEN_BUDGET = 8000
 CHARS_PER_TOKEN = 4  # a conservative average for English text, code and YAML
@@ -27,17 +29,16 @@ LANDMARK_ROLES = {"banner", "main", "navigation", "contentinfo", "form", "dialog
 _ROLE = re.compile(r'^(\s*)- (?:"|\')?([a-z]+)')
 
 
-@dataclass
-class Evidence:
-    """Everything a prompt is made of."""
+class Evidence(Model):
+    """Everything a prompt is made of (a session's lane results, title and notes)."""
 
     session_id: str
     title: str
     seed_url: str
     notes: str = ""
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame] = Field(default_factory=list)
     inspection: Inspection | None = None
-    flow: list[FlowStep] = field(default_factory=list)
+    flow: list[FlowStep] = Field(default_factory=list)
     observed_problem: str = ""
 
     @classmethod
@@ -187,7 +188,7 @@ def build_sections(ev: Evidence, level: int) -> Sections:
     api = f"GET /sessions/{ev.session_id}"
     omitted: list[str] = []
 
-    steps_source = ev.flow or [FlowStep(f.timestamp, f.analysis.get("description", "")) for f in ev.frames]
+    steps_source = ev.flow or [FlowStep(timestamp=f.timestamp, action=f.analysis.description) for f in ev.frames]
     steps = [f"{n}. [{seconds(s.timestamp)}] {one_line(s.action)}" + (f" (on: {one_line(s.screen, 80)})" if s.screen else "")
              for n, s in enumerate(steps_source[:step_count], 1)]
     if len(steps_source) > step_count:
@@ -197,7 +198,7 @@ def build_sections(ev: Evidence, level: int) -> Sections:
     if len(ev.frames) > frame_count:
         # First, last, and the ones with anomalies matter most; fill up in time order.
         ranked = sorted(range(len(ev.frames)), key=lambda i: (
-            0 if i in (0, len(ev.frames) - 1) else 1 if ev.frames[i].analysis.get("anomalies") else 2, i))
+            0 if i in (0, len(ev.frames) - 1) else 1 if ev.frames[i].analysis.anomalies else 2, i))
         picked = sorted(ranked[:frame_count])
         chosen = [ev.frames[i] for i in picked]
         omitted.append(f"{len(ev.frames) - frame_count} of {len(ev.frames)} key frames ({api} lists them all)")
@@ -205,7 +206,7 @@ def build_sections(ev: Evidence, level: int) -> Sections:
     for f in chosen:
         d = f.diff_summary
         changed = ", ".join(f"{n.role} \"{one_line(n.name, 40)}\" {n.diff_status}" for n in f.aria_tree if n.diff_status)
-        line = f"- {seconds(f.timestamp)} frame {f.id}: {one_line(f.analysis.get('description', ''), 240)}"
+        line = f"- {seconds(f.timestamp)} frame {f.id}: {one_line(f.analysis.description, 240)}"
         line += f" [elements +{d.added} ~{d.changed} -{d.removed}" + (f": {one_line(changed, 160)}" if changed else "") + "]"
         if f.url:
             line += f" url {f.url}"
@@ -214,8 +215,8 @@ def build_sections(ev: Evidence, level: int) -> Sections:
 
     texts = []
     for f in ev.frames:
-        text = one_line(f.analysis.get("visibleText") or "", 400)
-        anomalies = [one_line(a, 200) for a in f.analysis.get("anomalies") or []]
+        text = one_line(f.analysis.visible_text, 400)
+        anomalies = [one_line(a, 200) for a in f.analysis.anomalies]
         if text or anomalies:
             entry = f"[{seconds(f.timestamp)}]" + (f" on screen: {text}" if text else "")
             if anomalies:
@@ -366,15 +367,17 @@ def render_raw(ev: Evidence, s: Sections) -> str:
     return "\n\n".join(out) + "\n"
 
 
-RENDERERS: dict[str, Callable[[Evidence, Sections], str]] = {
+RENDERERS: dict[AgentTarget, Callable[[Evidence, Sections], str]] = {
     "CLAUDE_CODE": render_claude_code,
     "CODEX": render_codex,
     "CURSOR": render_cursor,
     "RAW": render_raw,
 }
+if set(RENDERERS) != set(AGENT_TARGETS):  # the registry of targets is models.AgentTarget
+    raise RuntimeError("every agent target needs exactly one renderer")
 
 
-def render(target: str, evidence: Evidence, token_budget: int = DEFAULT_TOKEN_BUDGET) -> str:
+def render(target: AgentTarget, evidence: Evidence, token_budget: int = DEFAULT_TOKEN_BUDGET) -> str:
     """The prompt for ``target`` (one of models.AGENT_TARGETS), within ``token_budget`` tokens."""
     renderer = RENDERERS[target]
     for level in range(len(LEVELS)):

@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .config import Config
-from .models import Session, from_json, to_json
+from .models import Session, Stats
 from .storage import check_writable, write_atomically
 
 
@@ -25,14 +24,6 @@ class SessionsUnavailable(RuntimeError):
 
 class BadPageToken(ValueError):
     pass
-
-
-@dataclass
-class Stats:
-    total_sessions: int
-    completed_sessions: int
-    total_duration: int
-    avg_processing_time: int
 
 
 class SessionStore(Protocol):
@@ -76,7 +67,8 @@ def page(sessions: list[Session], limit: int | None, page_token: str | None) -> 
 def compute_stats(sessions: list[Session]) -> Stats:
     done = [s for s in sessions if s.status == "complete"]
     avg = round(sum(s.processing_time for s in done) / len(done)) if done else 0
-    return Stats(len(sessions), len(done), sum(s.duration for s in sessions), avg)
+    return Stats(total_sessions=len(sessions), completed_sessions=len(done),
+                 total_duration=sum(s.duration for s in sessions), avg_processing_time=avg)
 
 
 class LocalSessionStore:
@@ -89,7 +81,7 @@ class LocalSessionStore:
 
     def _read(self, path: Path) -> Session | None:
         try:
-            return from_json(Session, json.loads(path.read_text("utf-8")))
+            return Session.model_validate_json(path.read_text("utf-8"))
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -105,7 +97,7 @@ class LocalSessionStore:
 
     def put(self, session: Session) -> None:
         path = self._path(session.id)
-        data = json.dumps(to_json(session)).encode("utf-8")
+        data = session.model_dump_json(by_alias=True).encode("utf-8")
         try:
             with self._lock:
                 write_atomically(path, lambda out: out.write(data))
@@ -171,7 +163,7 @@ class FirestoreSessionStore:
             raise SessionsUnavailable(f"firestore: {type(exc).__name__} on {what}") from exc
 
     def put(self, session: Session) -> None:
-        self._call(session.id, self._collection.document(session.id).set, to_json(session))
+        self._call(session.id, self._collection.document(session.id).set, session.to_json())
 
     def get(self, owner_id: str, session_id: str) -> Session | None:
         if not session_id.replace("_", "").isalnum():
@@ -179,7 +171,7 @@ class FirestoreSessionStore:
         snapshot = self._call(session_id, self._collection.document(session_id).get)
         if not snapshot.exists:
             return None
-        session = from_json(Session, snapshot.to_dict())
+        session = Session.model_validate(snapshot.to_dict())
         return session if session.owner_id == owner_id else None
 
     def _query(self, owner_id: str):  # noqa: ANN202
@@ -197,7 +189,7 @@ class FirestoreSessionStore:
         if limit is not None:
             query = query.limit(limit + 1)
         documents = self._call("the session list", query.get)
-        sessions = [from_json(Session, d.to_dict()) for d in documents]
+        sessions = [Session.model_validate(d.to_dict()) for d in documents]
         if limit is None or len(sessions) <= limit:
             return sessions, None
         return sessions[:limit], encode_token(sessions[limit - 1])

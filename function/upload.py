@@ -11,18 +11,17 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from .config import MAX_NOTES_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, MAX_VIDEO_BYTES
-from .models import AGENT_TARGETS
+from .config import MAX_VIDEO_BYTES
+from .models import MAX_URL_CHARS, AgentTarget, check_agent_target, check_notes, check_title
 
 CHUNK = 256 * 1024
 MAX_TEXT_FIELD_BYTES = 64 * 1024  # far above any text rule; stops a huge "title" from filling memory
@@ -31,6 +30,7 @@ MAX_PART_HEADERS_BYTES = 1024 * 1024 + CHUNK  # unparsed bytes the decoder may h
 MAX_BODY_OVERHEAD = 1024 * 1024  # multipart framing and text fields on top of the video
 TEXT_FIELDS = ("title", "seedUrl", "notes", "agentTarget", "durationMs")
 SNIFF_BYTES = 4096
+T = TypeVar("T")
 
 
 class UploadError(Exception):
@@ -63,7 +63,7 @@ class RecordingFields:
     title: str
     seed_url: str
     notes: str
-    agent_target: str
+    agent_target: AgentTarget
     client_duration_ms: int | None
     mime_type: str
 
@@ -223,15 +223,12 @@ def sniff_video(head: bytes) -> str | None:
 
 # --------------------------------------------------------------------------- field rules
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def _clean(name: str, value: str, allow_newlines: bool) -> str:
-    value = unicodedata.normalize("NFC", value).strip()
-    bad = _CONTROL.search(value) or (not allow_newlines and re.search(r"[\r\n\t]", value))
-    if bad:
-        raise UploadError(400, "INVALID_FIELD", f"{name} contains control characters", name)
-    return value
+def _rule(name: str, check: Callable[[str], T], value: str) -> T:
+    """Apply one of the models' text rules; its complaint becomes the contract's INVALID_FIELD."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise UploadError(400, "INVALID_FIELD", f"{name} {exc}", name) from None
 
 
 def check_seed_url(value: str) -> str:
@@ -261,17 +258,10 @@ def validate(upload: RawUpload) -> RecordingFields:
     for name in ("title", "seedUrl"):
         if not texts.get(name, "").strip():
             raise UploadError(400, "MISSING_FIELD", f"{name} is required", name)
-    title = _clean("title", texts["title"], allow_newlines=False)
-    if len(title) > MAX_TITLE_CHARS:
-        raise UploadError(400, "INVALID_FIELD", f"title must be 1–{MAX_TITLE_CHARS} characters", "title")
+    title = _rule("title", check_title, texts["title"])
     seed_url = check_seed_url(texts["seedUrl"].strip())
-    notes = _clean("notes", texts.get("notes", ""), allow_newlines=True)
-    if len(notes) > MAX_NOTES_CHARS:
-        raise UploadError(400, "INVALID_FIELD", f"notes must be at most {MAX_NOTES_CHARS} characters", "notes")
-    agent_target = texts.get("agentTarget", "").strip() or "CLAUDE_CODE"
-    if agent_target not in AGENT_TARGETS:
-        raise UploadError(400, "INVALID_FIELD", f"agentTarget must be one of {', '.join(AGENT_TARGETS)}",
-                          "agentTarget")
+    notes = _rule("notes", check_notes, texts.get("notes", ""))
+    agent_target = _rule("agentTarget", check_agent_target, texts.get("agentTarget", ""))
     duration_ms = None
     raw_duration = texts.get("durationMs", "").strip()
     if raw_duration:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from make_golden_evidence import RECORDINGS, evidence_for, snapshot_pages  # noqa: E402
 
-from function.models import AGENT_TARGETS, from_json  # noqa: E402
+from function.models import AGENT_TARGETS  # noqa: E402
 from function.prompts import DEFAULT_TOKEN_BUDGET, Evidence, estimate_tokens, render  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> int:
     videos = sorted(p for p in args.fixtures.iterdir() if p.suffix in {".webm", ".mp4", ".mkv"})
     cases = [(v.name, v, inspection) for v in videos] + [("quick + pathological page", videos[-1], huge)]
     for name, video, pages in cases:
-        evidence = from_json(Evidence, evidence_for(video, pages))
+        evidence = Evidence.model_validate(evidence_for(video, pages))
         sizes = []
         for target in AGENT_TARGETS:
             prompt = render(target, evidence)

@@ -25,9 +25,10 @@ import cv2  # noqa: E402
 
 from conftest import RECORDINGS  # noqa: E402
 from fake_anthropic import FakeAnthropic  # noqa: E402
-from function import frames, ocr  # noqa: E402
+from function import frames  # noqa: E402
+from function.app import configure_process  # noqa: E402
 from function.models import KeyFrame  # noqa: E402
-from function.vision import ClaudeAnalyser, ClaudeSettings, LocalAnalyser  # noqa: E402
+from function.vision import ClaudeProvider, ClaudeSettings, LocalProvider, Vision, ocr  # noqa: E402
 
 
 def forty_frames() -> list[KeyFrame]:
@@ -42,8 +43,8 @@ def forty_frames() -> list[KeyFrame]:
 def claude_case(key_frames: list[KeyFrame], latency: float, batch: int, in_flight: int) -> dict:
     fake = FakeAnthropic(latency_s=latency)
     try:
-        analyser = ClaudeAnalyser(ClaudeSettings("sk-bench", "claude-bench", fake.url, batch_size=batch,
-                                                 max_in_flight=in_flight, max_retries=0))
+        analyser = Vision(ClaudeProvider(ClaudeSettings("sk-bench", "claude-bench", fake.url, batch_size=batch,
+                                                        max_in_flight=in_flight, max_retries=0)))
         started = time.perf_counter()
         result = analyser.analyze(key_frames)
         seconds = time.perf_counter() - started
@@ -59,6 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=2.0)
     args = parser.parse_args()
+    configure_process()  # Tesseract's thread setting, as the service has it
     key_frames = forty_frames()
     sequential = claude_case(key_frames, args.latency, batch=1, in_flight=1)
     batched = claude_case(key_frames, args.latency, batch=8, in_flight=4)
@@ -84,7 +86,7 @@ def main() -> int:
           f"a 900x100 changed region: median {statistics.median(region):.2f} s ({len(images)} frames)")
     started = time.perf_counter()
     source = frames.extract(RECORDINGS / "todomvc_hires_1920_h264.mp4")[0]
-    LocalAnalyser().analyze(source)
+    Vision(LocalProvider()).analyze(source)
     print(f"Local analyser on the 1080p fixture's {len(source)} key frames (2 workers): "
           f"{time.perf_counter() - started:.2f} s including extraction")
     return 0

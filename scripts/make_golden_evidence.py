@@ -16,30 +16,34 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import RECORDINGS, PageServer  # noqa: E402
-from function import frames, pipeline  # noqa: E402
+from function import frames  # noqa: E402
 from function.aria import BrowserSettings, Inspector  # noqa: E402
-from function.models import FlowStep, to_json  # noqa: E402
+from function.auth import frame_path  # noqa: E402
+from function.models import FlowStep, Inspection, RecordingEvidence, VideoEvidence  # noqa: E402
 from function.prompts import Evidence  # noqa: E402
-from function.vision import LocalAnalyser  # noqa: E402
+from function.records import build_frames  # noqa: E402
+from function.vision import LocalProvider, Vision  # noqa: E402
 
 
 def evidence_for(video: Path, inspection: dict, session_id: str = "sess_GOLDEN01") -> dict:
     """Evidence JSON for a recording: real key frames, the local analyser, a given inspection."""
-    key_frames, _, _ = frames.extract(video)
-    vision = LocalAnalyser().analyze(key_frames)
-    lane = pipeline.VideoLaneResult(key_frames, None, vision, [], 0, 0)
-    session_frames = pipeline.build_frames(session_id, lane)
+    key_frames, info, _ = frames.extract(video)
+    vision = Vision(LocalProvider()).analyze(key_frames)
+    no_pages = Inspection(urls_inspected=[], duration_ms=0, browser="", snapshots=[])
+    session_frames = build_frames(session_id, RecordingEvidence(VideoEvidence(key_frames, info, vision, [], 0, 0),
+                                                                no_pages, 0.0))
     for n, frame in enumerate(session_frames):  # stable ids and times for a stable file
         frame.id = f"frm_GOLD{n:04d}"
-        frame.thumbnail_url = pipeline.frame_path(session_id, frame.id)
+        frame.thumbnail_url = frame_path(session_id, frame.id)
         frame.created_at = "2026-11-29T00:00:00.000Z"
     evidence = Evidence(
         session_id=session_id, title="Todo list: toggling a todo does not update the counter",
         seed_url="http://127.0.0.1:8765/", notes="After ticking a todo the 'items left' counter should go down. "
         "It stays the same until I reload.", frames=session_frames, inspection=None,
-        flow=[FlowStep(f.timestamp, f"user action before frame {n}", "todo list") for n, f in enumerate(key_frames)],
+        flow=[FlowStep(timestamp=f.timestamp, action=f"user action before frame {n}", screen="todo list")
+              for n, f in enumerate(key_frames)],
         observed_problem="The counter keeps its old value after a todo is toggled.")
-    body = to_json(evidence)
+    body = evidence.to_json()
     body["inspection"] = inspection
     return body
 

@@ -12,7 +12,8 @@ from urllib.parse import quote
 import pytest
 
 from conftest import PageServer
-from function.aria import BrowserSettings, Inspector, count_roles, trim_lines
+from function.aria import BrowserSettings, Inspector, count_roles
+from function.models import trim_lines
 from function.prompts import trim_aria
 
 

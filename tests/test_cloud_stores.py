@@ -14,10 +14,11 @@ from conftest import Emulators, PageServer
 from function import pipeline
 from function.aria import BrowserSettings, Inspector
 from function.config import Config
-from function.models import Session
+from function.models import RecordingRequest, Session
+from function.records import Records
 from function.sessions import FirestoreSessionStore, SessionsUnavailable
 from function.storage import GcsStore, ObjectNotFound, StorageUnavailable
-from function.vision import LocalAnalyser
+from function.vision import LocalProvider, Vision
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,11 @@ class FailingSessions:
 
 
 def run_pipeline(store, sessions, browser: Inspector, pages: PageServer, video: Path) -> Session:
-    config = Config(allow_private_urls=True)
-    deps = pipeline.Deps(config, store, sessions, LocalAnalyser(), browser)
-    request = pipeline.RecordingRequest(video, video.stat().st_size, "video/webm", "t", pages.url + "/", "",
-                                        "CLAUDE_CODE", None, "alice")
-    return pipeline.run(request, deps)
+    """The pipeline's evidence stored through the records layer, into the given (failing) stores."""
+    lanes = pipeline.Lanes(Config(allow_private_urls=True), Vision(LocalProvider()), browser)
+    request = RecordingRequest(video, video.stat().st_size, "video/webm", "t", pages.url + "/", "",
+                               "CLAUDE_CODE", None, "alice")
+    return Records(store, sessions).save_recording(request, pipeline.run(request, lanes))
 
 
 def bucket_names(env: dict) -> list[str]:

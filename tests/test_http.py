@@ -8,19 +8,16 @@ import flask
 import pytest
 
 from function.config import Config
-from function.http import Service
+from function.http import create_app
+from function.records import Records
 from function.sessions import LocalSessionStore
 from function.storage import LocalStore
 
 
-def client_for(tmp_path: Path, run_pipeline) -> flask.testing.FlaskClient:
+def client_for(tmp_path: Path, process) -> flask.testing.FlaskClient:
     config = Config(data_dir=tmp_path, allow_private_urls=True)
-    service = Service(config, LocalStore(tmp_path / "objects"), LocalSessionStore(tmp_path / "records"), run_pipeline)
-    app = flask.Flask("test")
-    methods = ["GET", "POST", "PATCH", "DELETE", "OPTIONS", "PUT"]
-    app.add_url_rule("/", "root", lambda: service.handle(flask.request), methods=methods)
-    app.add_url_rule("/<path:path>", "all", lambda path: service.handle(flask.request), methods=methods)
-    return app.test_client()
+    records = Records(LocalStore(tmp_path / "objects"), LocalSessionStore(tmp_path / "records"))
+    return create_app(config, records, process).test_client()
 
 
 def test_a_bug_is_a_500_without_a_stack_trace(tmp_path: Path, small_video: Path, caplog: pytest.LogCaptureFixture) -> None:

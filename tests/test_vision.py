@@ -13,17 +13,25 @@ import json
 from pathlib import Path
 
 from fake_anthropic import FakeAnthropic, error, malformed
-from function import ocr, pipeline, vision
 from function.frames import extract
-from function.models import AriaNode, KeyFrame, Region
+from function.models import (AriaNode, FrameAnalysis, Inspection, KeyFrame, RecordingEvidence, Region, VideoEvidence,
+                             VideoInfo)
+from function.records import build_frames, diff_elements
 from function.vision import (
     LOCAL_PROVIDER,
     MAX_IMAGE_EDGE,
     REPORT_TOOL,
-    ClaudeAnalyser,
+    Batch,
+    ClaudeProvider,
     ClaudeSettings,
-    LocalAnalyser,
-    diff_elements,
+    LocalProvider,
+    ProviderFailed,
+    Reading,
+    Report,
+    ReportedFrame,
+    Vision,
+    claude,
+    ocr,
 )
 
 
@@ -32,8 +40,9 @@ def key_frames(count: int, size: tuple[int, int] = (1920, 1080)) -> list[KeyFram
     image = np.full((height, width, 3), 200, np.uint8)
     cv2.putText(image, "Hello", (50, 200), cv2.FONT_HERSHEY_SIMPLEX, 3, (0, 0, 0), 5)
     png = cv2.imencode(".png", image)[1].tobytes()
-    return [KeyFrame(i, i * 1500, 1.0 if i == 0 else 0.1, None if i == 0 else Region(10, 20, 300, 40),
-                     width, height, png) for i in range(count)]
+    return [KeyFrame(i, i * 1500, 1.0 if i == 0 else 0.1,
+                     None if i == 0 else Region(x=10, y=20, width=300, height=40), width, height, png)
+            for i in range(count)]
 
 
 @pytest.fixture
@@ -43,8 +52,17 @@ def fake() -> Iterator[FakeAnthropic]:
     server.close()
 
 
-def analyser(fake: FakeAnthropic, **kw) -> ClaudeAnalyser:
-    return ClaudeAnalyser(ClaudeSettings(api_key="sk-test", model="claude-test", base_url=fake.url, **kw))
+def claude_provider(fake: FakeAnthropic, **kw) -> ClaudeProvider:
+    return ClaudeProvider(ClaudeSettings(api_key="sk-test", model="claude-test", base_url=fake.url, **kw))
+
+
+def analyser(fake: FakeAnthropic, **kw) -> Vision:
+    """Claude with the local analyser standing in, as the service wires it."""
+    return Vision(claude_provider(fake, **kw), fallback=LocalProvider())
+
+
+def local() -> Vision:
+    return Vision(LocalProvider())
 
 
 def test_frames_are_batched_downscaled_and_read_through_the_tool(fake: FakeAnthropic) -> None:
@@ -100,9 +118,55 @@ def test_slow_claude_times_out_and_falls_back(fake: FakeAnthropic) -> None:
 def test_requests_stay_under_the_size_cap(fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> None:
     frames = key_frames(7, size=(1280, 720))
     one_image = len(base64.b64encode(frames[0].png))
-    monkeypatch.setattr(vision, "MAX_REQUEST_IMAGE_BYTES", int(one_image * 2.5))
-    batches = analyser(fake, batch_size=8).batches(frames)
-    assert [len(b) for b in batches] == [2, 2, 2, 1]
+    monkeypatch.setattr(claude, "MAX_REQUEST_IMAGE_BYTES", int(one_image * 2.5))
+    batches = claude_provider(fake, batch_size=8).batches(frames)
+    assert [len(b.frames) for b in batches] == [2, 2, 2, 1]
+
+
+def test_the_tool_schema_is_the_model_that_reads_the_answer() -> None:
+    schema = REPORT_TOOL["input_schema"]
+    assert schema == claude.tool_schema() and "$ref" not in json.dumps(schema)
+    frame = schema["properties"]["frames"]["items"]
+    assert set(frame["required"]) == {"index", "description", "visibleText", "anomalies", "elements"}
+    assert set(frame["properties"]) == {f.alias for f in ReportedFrame.model_fields.values()}
+    # Every field of FrameAnalysis that Claude can fill has its place in the tool's frames.
+    fillable = {f.alias for name, f in FrameAnalysis.model_fields.items() if name != "provider"}
+    assert fillable <= set(frame["properties"])
+    assert set(schema["required"]) == {"frames", "flow", "observedProblem"}
+    assert Report.model_validate({"frames": [], "flow": [], "observedProblem": ""}).frames == []
+
+
+class Refusing:
+    """A provider that fails every batch, as any remote provider can."""
+
+    name, label, max_in_flight = "refusing:test", "the refusing provider", 2
+
+    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
+        return [Batch([f]) for f in frames]
+
+    def read(self, batch: Batch) -> Reading:
+        raise ProviderFailed("no thanks")
+
+
+class Echo:
+    name, label, max_in_flight = "echo:test", "the echo provider", 1
+
+    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
+        return [Batch(frames)]
+
+    def read(self, batch: Batch) -> Reading:
+        return Reading([FrameAnalysis(description=f"frame {f.index}", provider=self.name) for f in batch.frames])
+
+
+def test_the_core_hands_failed_batches_to_the_fallback_and_says_so() -> None:
+    frames = key_frames(3, size=(64, 48))
+    result = Vision(Refusing(), fallback=Echo()).analyze(frames)
+    assert [a.description for a in result.analyses] == ["frame 0", "frame 1", "frame 2"]
+    assert result.provider == "refusing:test" and result.requests == 3
+    assert result.warnings == ["the refusing provider failed for 3 of 3 request(s) (no thanks); "
+                               "the echo provider stood in for those frames"]
+    with pytest.raises(ProviderFailed):
+        Vision(Refusing()).analyze(frames)  # no fallback: the failure is the caller's
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +175,7 @@ def basic_frames(recordings: Path) -> list[KeyFrame]:
 
 
 def test_local_analyser_reads_the_screen(basic_frames: list[KeyFrame]) -> None:
-    result = LocalAnalyser().analyze(basic_frames)
+    result = local().analyze(basic_frames)
     first = result.analyses[0]
     assert "todos" in first.visible_text and "What needs to be done?" in first.visible_text
     assert first.provider == LOCAL_PROVIDER and first.description.startswith("The starting screen")
@@ -119,8 +183,9 @@ def test_local_analyser_reads_the_screen(basic_frames: list[KeyFrame]) -> None:
     descriptions = " ".join(a.description for a in result.analyses)
     assert "text appeared" in descriptions and "Buy milk and eggs" in descriptions
     assert "text disappeared" in descriptions
-    lane = pipeline.VideoLaneResult(basic_frames, None, result, [], 0, 0)
-    frames = pipeline.build_frames("sess_TEST0001", lane)
+    video = VideoEvidence(basic_frames, VideoInfo(1280, 720, 0, 0, 0), result, [], 0, 0)
+    inspection = Inspection(urls_inspected=[], duration_ms=0, browser="", snapshots=[])
+    frames = build_frames("sess_TEST0001", RecordingEvidence(video, inspection, 0.0))
     added = sum(f.diff_summary.added for f in frames[1:])
     removed = sum(f.diff_summary.removed for f in frames[1:])
     assert added > 3 and removed > 3  # text appearing and disappearing, frame to frame
@@ -130,7 +195,7 @@ def test_local_analyser_reads_the_screen(basic_frames: list[KeyFrame]) -> None:
 def test_address_bar_gives_each_frame_its_url(recordings: Path) -> None:
     truth = json.loads((recordings / "todomvc_browser_1280_vp9.json").read_text())
     frames = extract(recordings / "todomvc_browser_1280_vp9.webm")[0]
-    result = LocalAnalyser().analyze(frames)
+    result = local().analyze(frames)
     assert result.urls_seen == truth["urls_visited"]
     assert result.analyses[0].url == truth["initial_url"]
     assert result.analyses[-1].url in truth["urls_visited"][1:]
@@ -141,8 +206,8 @@ def test_error_text_on_screen_is_an_anomaly() -> None:
     cv2.putText(image, "Orders", (30, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
     first = KeyFrame(0, 0, 1.0, None, 900, 400, cv2.imencode(".png", image)[1].tobytes())
     cv2.putText(image, "Error: could not save the order", (30, 200), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 200), 2)
-    second = KeyFrame(1, 1500, 0.1, Region(20, 170, 600, 45), 900, 400, cv2.imencode(".png", image)[1].tobytes())
-    result = LocalAnalyser().analyze([first, second])
+    second = KeyFrame(1, 1500, 0.1, Region(x=20, y=170, width=600, height=45), 900, 400, cv2.imencode(".png", image)[1].tobytes())
+    result = local().analyze([first, second])
     assert any("could not save" in a for a in result.analyses[1].anomalies)
     assert "could not save" in result.analyses[1].description
 
@@ -162,8 +227,10 @@ def test_address_bar_text_is_normalised(shown: str, expected: str | None) -> Non
 
 
 def test_element_diff_reports_added_changed_and_removed() -> None:
-    before = [AriaNode("checkbox", "Done", state="unchecked"), AriaNode("button", "Save"), AriaNode("text", "Old")]
-    after = [AriaNode("checkbox", "Done", state="checked"), AriaNode("button", "Save"), AriaNode("link", "New")]
+    before = [AriaNode(role="checkbox", name="Done", state="unchecked"), AriaNode(role="button", name="Save"),
+              AriaNode(role="text", name="Old")]
+    after = [AriaNode(role="checkbox", name="Done", state="checked"), AriaNode(role="button", name="Save"),
+             AriaNode(role="link", name="New")]
     marked, summary = diff_elements(before, after)
     assert (summary.added, summary.changed, summary.removed) == (1, 1, 1)
     assert {(n.role, n.diff_status) for n in marked} == {

@@ -1,23 +1,19 @@
 """Reading text off screen frames with Tesseract, and URLs off a browser's address bar.
 
-Used by the local analyser (no API key). Tesseract runs as a subprocess per call;
-``OMP_THREAD_LIMIT=1`` makes it about five times faster on small crops, and the
-analyser spreads calls over the cores itself.
+Used by the local provider (no API key). Tesseract runs as a subprocess per call and
+inherits the process environment: the service sets ``OMP_THREAD_LIMIT=1`` where it is
+wired (``app.configure_process``), which makes it about five times faster on small
+crops; the provider spreads calls over the cores itself.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-
-# Tesseract's OpenMP threads fight each other on small images; one thread per process is faster.
-os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-
-import pytesseract  # noqa: E402
+import pytesseract
 
 MIN_CONFIDENCE = 55  # Tesseract word confidence (0–100) below which a word is a guess
 TOOLBAR_FRACTION = 0.14  # the top of a browser window (tabs and address bar) is at most this much of it

@@ -1,0 +1,270 @@
+"""A session's life: built from the pipeline's evidence, stored, edited, re-rendered, deleted.
+
+The storage layout lives here and nowhere else (``sessions/{id}/video.webm``,
+``frames/{frameId}.png``, ``snapshots/{n}.yaml``, ``screenshots/{n}.png``,
+``prompt.md``). Writes go objects first, then the record that points to them, so
+a reader never finds a record whose objects are missing; a failure after the
+first write removes what was written. Deletion goes the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from . import prompts
+from .auth import frame_path
+from .models import (
+    AriaNode,
+    DiffSummary,
+    Frame,
+    Inspection,
+    LaneTimings,
+    RecordingEvidence,
+    RecordingRequest,
+    Session,
+    SessionCreate,
+    SessionPatch,
+    Stats,
+    new_id,
+    now_rfc3339,
+    trim_lines,
+)
+from .sessions import SessionStore
+from .storage import BlobStore
+
+log = logging.getLogger("scope.records")
+
+RECORD_ARIA_CHARS = 30_000  # per snapshot in the session record (a Firestore document holds 1 MiB)
+EXTENSIONS = {"video/webm": "webm", "video/mp4": "mp4", "video/x-matroska": "mkv"}
+
+
+class SessionNotFound(LookupError):
+    """No such session for this caller (another owner's session is not found either)."""
+
+
+# --------------------------------------------------------------------------- storage layout
+
+
+def session_prefix(session_id: str) -> str:
+    return f"sessions/{session_id}/"
+
+
+def frame_key(session_id: str, frame_id: str) -> str:
+    return f"{session_prefix(session_id)}frames/{frame_id}.png"
+
+
+def prompt_key(session_id: str) -> str:
+    return f"{session_prefix(session_id)}prompt.md"
+
+
+# --------------------------------------------------------------------------- evidence → session
+
+
+def diff_elements(previous: list[AriaNode], current: list[AriaNode]) -> tuple[list[AriaNode], DiffSummary]:
+    """Mark ``current`` against ``previous`` by (role, name): added, changed (new state), removed."""
+    before = {(n.role, n.name): n for n in previous}
+    now_keys = {(n.role, n.name) for n in current}
+    marked: list[AriaNode] = []
+    summary = DiffSummary()
+    for node in current:
+        old = before.get((node.role, node.name))
+        status = None
+        if old is None:
+            status, summary.added = "added", summary.added + 1
+        elif (old.state or "") != (node.state or ""):
+            status, summary.changed = "changed", summary.changed + 1
+        marked.append(node.model_copy(update={"diff_status": status}))
+    for key, node in before.items():
+        if key not in now_keys:
+            summary.removed += 1
+            marked.append(AriaNode(role=node.role, name=node.name, diff_status="removed", state=node.state))
+    return marked, summary
+
+
+def build_frames(session_id: str, evidence: RecordingEvidence) -> list[Frame]:
+    """API frames from key frames and their analyses, with element diffs against the previous frame."""
+    created = now_rfc3339()
+    out: list[Frame] = []
+    previous_elements: list[AriaNode] = []
+    previous_url = None
+    for key, analysis in zip(evidence.video.key_frames, evidence.video.vision.analyses):
+        frame_id = new_id("frm_")
+        aria_tree, summary = diff_elements(previous_elements, analysis.elements)
+        previous_elements = analysis.elements
+        url = analysis.url or previous_url
+        previous_url = url
+        out.append(Frame(
+            id=frame_id, session_id=session_id, timestamp=key.timestamp, url=url,
+            thumbnail_url=frame_path(session_id, frame_id), diff_summary=summary, aria_tree=aria_tree,
+            created_at=created, change_score=key.change_score, changed_region=key.changed_region,
+            analysis=analysis,
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per million tokens, for the vision cost estimate."""
+
+    input: float = 3.0
+    output: float = 15.0
+
+
+def build_session(session_id: str, request: RecordingRequest, evidence: RecordingEvidence, pricing: Pricing) -> Session:
+    video, inspection = evidence.video, evidence.inspection
+    duration_ms = video.info.container_duration_ms or request.client_duration_ms or video.info.last_frame_ms
+    frames = build_frames(session_id, evidence)
+    now = now_rfc3339()
+    return Session(
+        id=session_id, owner_id=request.owner_id, title=request.title, seed_url=request.seed_url,
+        notes=request.notes, status="complete", duration=round(duration_ms / 1000), frame_count=len(frames),
+        urls=list(inspection.urls_inspected), url_count=len(inspection.urls_inspected),
+        agent_target=request.agent_target, created_at=now, updated_at=now, file_size=request.file_size,
+        mime_type=request.mime_type, frames=frames, inspection=inspection, flow=video.vision.flow,
+        observed_problem=video.vision.observed_problem, warnings=evidence.warnings,
+        vision_provider=video.vision.provider, vision_input_tokens=video.vision.input_tokens,
+        vision_output_tokens=video.vision.output_tokens, vision_requests=video.vision.requests,
+        vision_cost_usd=round((video.vision.input_tokens * pricing.input
+                               + video.vision.output_tokens * pricing.output) / 1e6, 6),
+    )
+
+
+def trim_for_record(inspection: Inspection) -> None:
+    """The record keeps each ARIA snapshot up to RECORD_ARIA_CHARS; the whole one is an object in storage."""
+    for snap in inspection.snapshots:
+        snap.aria_tree, cut = trim_lines(snap.aria_tree, RECORD_ARIA_CHARS)
+        snap.aria_tree_truncated = snap.aria_tree_truncated or cut
+
+
+# --------------------------------------------------------------------------- the records
+
+
+class Records:
+    """Sessions as the callers see them, kept in a blob store and a session store."""
+
+    def __init__(self, store: BlobStore, sessions: SessionStore, prompt_tokens: int = prompts.DEFAULT_TOKEN_BUDGET,
+                 pricing: Pricing = Pricing()) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.prompt_tokens = prompt_tokens
+        self.pricing = pricing
+
+    def check(self) -> None:
+        """Raise when either store cannot take work."""
+        self.store.check()
+        self.sessions.check()
+
+    def render(self, session: Session) -> str:
+        return prompts.render(session.agent_target, prompts.Evidence.of(session), self.prompt_tokens)
+
+    # ------------------------------------------------------------------ a processed recording
+
+    def save_recording(self, request: RecordingRequest, evidence: RecordingEvidence) -> Session:
+        """Build the session from ``evidence``, render its prompt, store its objects, then its record."""
+        session = build_session(new_id("sess_"), request, evidence, self.pricing)
+        prompt_started = time.monotonic()
+        session.prompt = self.render(session)
+        store_started = time.monotonic()
+        try:
+            session.objects = self._save_objects(session, request, evidence)
+            trim_for_record(evidence.inspection)
+            finished = time.monotonic()
+            session.timings = LaneTimings(
+                video_ms=evidence.video.video_ms, vision_ms=evidence.video.vision_ms,
+                browser_ms=evidence.inspection.duration_ms,
+                prompt_ms=int((store_started - prompt_started) * 1000),
+                store_ms=int((finished - store_started) * 1000),
+            )
+            session.processing_time = int((finished - evidence.started) * 1000)
+            self.sessions.put(session)
+        except BaseException:
+            self._remove_objects(session.id)
+            raise
+        log.info("recording processed", extra={"fields": {
+            "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
+            "frames": len(session.frames)}})
+        return session
+
+    def _save_objects(self, session: Session, request: RecordingRequest, evidence: RecordingEvidence) -> list[str]:
+        """Write every object of the session (video, frame images, snapshots, prompt); return their keys."""
+        prefix = session_prefix(session.id)
+        keys = [f"{prefix}video.{EXTENSIONS[request.mime_type]}"]
+        self.store.put_file(keys[0], request.video_path, request.mime_type)
+        for frame, key_frame in zip(session.frames, evidence.video.key_frames):
+            keys.append(frame_key(session.id, frame.id))
+            self.store.put_bytes(keys[-1], key_frame.png, "image/png")
+        for n, snap in enumerate(evidence.inspection.snapshots):
+            keys.append(f"{prefix}snapshots/{n}.yaml")
+            self.store.put_bytes(keys[-1], snap.aria_tree.encode(), "application/yaml")
+            if snap.screenshot:
+                keys.append(f"{prefix}screenshots/{n}.png")
+                self.store.put_bytes(keys[-1], snap.screenshot, "image/png")
+        keys.append(prompt_key(session.id))
+        self.store.put_bytes(keys[-1], session.prompt.encode(), "text/markdown")
+        return keys
+
+    def _remove_objects(self, session_id: str) -> None:
+        try:
+            self.store.delete_prefix(session_prefix(session_id))
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            log.exception("could not remove the objects of %s", session_id)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, owner: str, session_id: str) -> Session:
+        session = self.sessions.get(owner, session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return session
+
+    def list(self, owner: str, limit: int | None, page_token: str | None) -> tuple[list[Session], str | None]:
+        return self.sessions.list(owner, limit, page_token)
+
+    def stats(self, owner: str) -> Stats:
+        return self.sessions.stats(owner)
+
+    def frame_image(self, session_id: str, frame_id: str) -> bytes:
+        """A frame's PNG (``ObjectNotFound`` when there is none); the caller has checked the right to see it."""
+        return self.store.get_bytes(frame_key(session_id, frame_id))
+
+    # ------------------------------------------------------------------ changing
+
+    def create(self, owner: str, body: SessionCreate) -> Session:
+        """A session made by hand, ``processing`` until its client says otherwise."""
+        now = now_rfc3339()
+        session = Session(id=new_id("sess_"), owner_id=owner, created_at=now, updated_at=now,
+                          **body.model_dump(exclude_unset=False))
+        self.sessions.put(session)
+        return session
+
+    def patch(self, owner: str, session_id: str, patch: SessionPatch) -> Session:
+        """Apply the fields ``patch`` sets; a new ``agentTarget`` without a ``prompt`` re-renders the prompt."""
+        session = self.get(owner, session_id)
+        changes = {name: getattr(patch, name) for name in patch.model_fields_set}
+        retarget = "agent_target" in changes and changes["agent_target"] != session.agent_target \
+            and "prompt" not in changes
+        for name, value in changes.items():
+            setattr(session, name, value)
+        if retarget:
+            session.prompt = self.render(session)
+        self._save(session, prompt_changed=retarget or "prompt" in changes)
+        return session
+
+    def regenerate_prompt(self, owner: str, session_id: str) -> Session:
+        session = self.get(owner, session_id)
+        session.prompt = self.render(session)
+        self._save(session, prompt_changed=True)
+        return session
+
+    def _save(self, session: Session, prompt_changed: bool) -> None:
+        session.updated_at = now_rfc3339()
+        if prompt_changed and session.status == "complete":
+            self.store.put_bytes(prompt_key(session.id), session.prompt.encode(), "text/markdown")
+        self.sessions.put(session)
+
+    def delete(self, owner: str, session_id: str) -> None:
+        self.get(owner, session_id)
+        self.store.delete_prefix(session_prefix(session_id))  # objects first: a retry still finds the record
+        self.sessions.delete(owner, session_id)

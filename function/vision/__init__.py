@@ -1,0 +1,15 @@
+"""Key frames → what a person would say they show: descriptions, on-screen text, UI elements, the flow.
+
+``Vision`` (the provider-neutral core) runs a provider — ``ClaudeProvider`` with an
+API key, ``LocalProvider`` without — and lets a fallback provider stand in for any
+batch the main one fails on.
+"""
+
+from .claude import MAX_IMAGE_EDGE, REPORT_TOOL, ClaudeProvider, ClaudeSettings, Report, ReportedFrame
+from .core import Analyser, Batch, Provider, ProviderFailed, Reading, Vision
+from .local import LOCAL_PROVIDER, LocalProvider
+
+__all__ = [
+    "LOCAL_PROVIDER", "MAX_IMAGE_EDGE", "REPORT_TOOL", "Analyser", "Batch", "ClaudeProvider", "ClaudeSettings",
+    "LocalProvider", "Provider", "ProviderFailed", "Reading", "Report", "ReportedFrame", "Vision",
+]

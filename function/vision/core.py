@@ -1,0 +1,103 @@
+"""The provider-neutral part of vision: batching, fallback and merging.
+
+A provider reads a batch of key frames and returns a ``Reading``; ``Vision`` runs
+the provider's batches (several at once when the provider allows), lets the
+fallback provider read any batch the main one failed on (with a warning), and
+merges the readings into one ``VisionResult`` in time order.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..models import FlowStep, FrameAnalysis, KeyFrame, VisionResult
+
+
+class ProviderFailed(RuntimeError):
+    """The provider could not read a batch (after its own retries); the reason is safe to show."""
+
+
+@dataclass
+class Batch:
+    """Frames read in one go, and whatever the provider prepared for them (encoded images)."""
+
+    frames: list[KeyFrame]
+    payload: Any = None
+
+
+@dataclass
+class Reading:
+    """What a provider made of one batch: one analysis per frame, in order, and what spans the frames."""
+
+    analyses: list[FrameAnalysis]
+    flow: list[FlowStep] = field(default_factory=list)
+    observed_problem: str = ""
+    urls_seen: list[str] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0  # calls to a remote service it took
+
+
+class Provider(Protocol):
+    name: str  # e.g. ``anthropic:<model>`` or the local analyser's name
+    label: str  # how a warning names it: "Claude vision", "the local analyser"
+    max_in_flight: int  # batches read at once
+
+    def batches(self, frames: list[KeyFrame]) -> list[Batch]: ...
+
+    def read(self, batch: Batch) -> Reading: ...
+
+
+class Analyser(Protocol):
+    """What the pipeline needs of vision."""
+
+    provider: str
+
+    def analyze(self, frames: list[KeyFrame]) -> VisionResult: ...
+
+
+class Vision:
+    """Key frames → analyses through ``provider``; ``fallback`` reads any batch it fails on."""
+
+    def __init__(self, provider: Provider, fallback: Provider | None = None) -> None:
+        self.main = provider
+        self.fallback = fallback
+        self.provider = provider.name
+
+    def _read(self, batch: Batch) -> tuple[Reading, str | None]:
+        try:
+            return self.main.read(batch), None
+        except ProviderFailed as exc:
+            if self.fallback is None:
+                raise
+            return self.fallback.read(Batch(batch.frames)), str(exc)
+
+    def analyze(self, frames: list[KeyFrame]) -> VisionResult:
+        batches = self.main.batches(frames) if frames else []
+        with ThreadPoolExecutor(max_workers=max(1, self.main.max_in_flight)) as pool:
+            outcomes = list(pool.map(self._read, batches))
+        result = VisionResult(analyses=[], provider=self.provider)
+        problems: list[str] = []
+        failures: list[str] = []
+        for reading, failure in outcomes:
+            result.analyses.extend(reading.analyses)
+            result.requests += 1 if failure else reading.requests
+            if failure:
+                failures.append(failure)
+                continue
+            result.flow.extend(reading.flow)
+            if reading.observed_problem.strip():
+                problems.append(reading.observed_problem.strip())
+            result.urls_seen.extend(reading.urls_seen)
+            result.input_tokens += reading.input_tokens
+            result.output_tokens += reading.output_tokens
+        if failures and self.fallback is not None:
+            result.warnings.append(
+                f"{self.main.label} failed for {len(failures)} of {len(batches)} request(s) "
+                f"({failures[0]}); {self.fallback.label} stood in for those frames")
+        result.flow.sort(key=lambda s: s.timestamp)
+        result.observed_problem = " ".join(dict.fromkeys(problems))
+        result.urls_seen = list(dict.fromkeys(result.urls_seen))
+        return result

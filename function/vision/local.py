@@ -1,0 +1,136 @@
+"""The local provider: Tesseract reads each frame — the whole first frame, then only what changed.
+
+It keeps a model of the text on screen, so each frame says which text appeared and
+which disappeared where; the text lines are the frame's elements (role ``text``), and
+a browser's address bar, when the recording shows one, gives the frame's URL. The
+model runs across the whole sequence, so all frames are one batch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from ..models import AriaNode, FlowStep, FrameAnalysis, KeyFrame, Region
+from . import ocr
+from .core import Batch, Reading
+
+LOCAL_PROVIDER = "local:tesseract-ocr"
+OCR_MARGIN = 24  # px around a changed region, so words cut by its edge are read whole
+MAX_TEXT_ELEMENTS = 80
+_ERROR_TEXT = re.compile(r"\b(error|failed|failure|exception|invalid|denied|unable|cannot|can't|not found|"
+                         r"went wrong|timed? ?out|unavailable|forbidden|unauthori[sz]ed|crash)", re.I)
+
+
+def _where(frame: KeyFrame) -> str:
+    region = frame.changed_region
+    if region is None:
+        return "the whole screen"
+    cx = (region.x + region.width / 2) / max(frame.width, 1)
+    cy = (region.y + region.height / 2) / max(frame.height, 1)
+    vertical = "top" if cy < 1 / 3 else "middle" if cy < 2 / 3 else "bottom"
+    horizontal = "left" if cx < 1 / 3 else "centre" if cx < 2 / 3 else "right"
+    return f"the {vertical}-{horizontal} of the screen ({region.width}x{region.height} px at {region.x},{region.y})"
+
+
+def _quote(texts: list[str], limit: int = 4) -> str:
+    shown = ", ".join(f"\u201c{t[:60]}\u201d" for t in texts[:limit])
+    return shown + (f" and {len(texts) - limit} more" if len(texts) > limit else "")
+
+
+def _overlaps(line: ocr.TextLine, region: Region, margin: int) -> bool:
+    return (line.x < region.x + region.width + margin and region.x - margin < line.x + line.width
+            and line.y < region.y + region.height + margin and region.y - margin < line.y + line.height)
+
+
+class LocalProvider:
+    """Offline vision: no network, no key."""
+
+    name = LOCAL_PROVIDER
+    label = "the local analyser"
+    max_in_flight = 1  # one batch; the OCR calls inside it use every core
+
+    def __init__(self, workers: int | None = None, default_scheme: str = "http") -> None:
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.default_scheme = default_scheme
+
+    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
+        return [Batch(list(frames))]
+
+    def _jobs(self, frame: KeyFrame, first: bool) -> list[tuple[str, tuple[int, int, int, int]]]:
+        """The crops to read: (kind, (x, y, width, height))."""
+        toolbar = (0, 0, frame.width, int(frame.height * ocr.TOOLBAR_FRACTION))
+        region = frame.changed_region
+        if first or region is None:
+            return [("screen", (0, 0, frame.width, frame.height))]
+        x0, y0 = max(0, region.x - OCR_MARGIN), max(0, region.y - OCR_MARGIN)
+        x1 = min(frame.width, region.x + region.width + OCR_MARGIN)
+        y1 = min(frame.height, region.y + region.height + OCR_MARGIN)
+        jobs = [("region", (x0, y0, x1 - x0, y1 - y0))]
+        if y0 < toolbar[3]:
+            jobs.append(("toolbar", toolbar))
+        return jobs
+
+    def read(self, batch: Batch) -> Reading:
+        frames = batch.frames
+        images = [cv2.imdecode(np.frombuffer(f.png, np.uint8), cv2.IMREAD_GRAYSCALE) if f.png else None
+                  for f in frames]
+        plans = [self._jobs(f, n == 0) for n, f in enumerate(frames)]
+
+        def read(args: tuple[int, tuple[int, int, int, int]]) -> list[ocr.TextLine]:
+            index, (x, y, w, h) = args
+            image = images[index]
+            return [] if image is None else ocr.read_lines(image[y:y + h, x:x + w], (x, y))
+
+        tasks = [(n, box) for n, plan in enumerate(plans) for _, box in plan]
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            results = iter(list(pool.map(read, tasks)))
+        read_by_frame = [{kind: next(results) for kind, _ in plan} for plan in plans]
+
+        analyses: list[FrameAnalysis] = []
+        screen: list[ocr.TextLine] = []
+        url: str | None = None
+        urls_seen: list[str] = []
+        for n, (frame, reads) in enumerate(zip(frames, read_by_frame)):
+            before = [line.text for line in screen]
+            if "screen" in reads:
+                screen = reads["screen"]
+                fresh = screen
+            else:
+                region = frame.changed_region
+                kept = [line for line in screen if not _overlaps(line, region, 4)]
+                fresh = reads["region"]
+                screen = sorted(kept + fresh, key=lambda line: (line.y, line.x))
+            toolbar_lines = reads.get("toolbar", screen if "screen" in reads else [])
+            found = ocr.address_bar_url(toolbar_lines, frame.height, self.default_scheme) if toolbar_lines else None
+            if found:
+                url = found
+                if found not in urls_seen:
+                    urls_seen.append(found)
+            now = [line.text for line in screen]
+            appeared = [t for t in now if t not in before]
+            gone = [t for t in before if t not in now]
+            if n == 0:
+                description = "The starting screen" + (f", showing {_quote(now, 5)}." if now else ".")
+            else:
+                description = f"At {frame.timestamp / 1000:.1f} s {_where(frame)} changed"
+                if appeared:
+                    description += f"; text appeared: {_quote(appeared)}"
+                if gone:
+                    description += f"; text disappeared: {_quote(gone)}"
+                description += "." if appeared or gone else " (no readable text changed)."
+            anomalies = [f"on-screen text: {line.text}" for line in fresh if _ERROR_TEXT.search(line.text)]
+            analyses.append(FrameAnalysis(
+                description=description,
+                visible_text="\n".join(line.text for line in fresh)[:2000],
+                anomalies=anomalies,
+                provider=self.name,
+                elements=[AriaNode(role="text", name=t) for t in dict.fromkeys(now)][:MAX_TEXT_ELEMENTS],
+                url=url,
+            ))
+        flow = [FlowStep(timestamp=f.timestamp, action=a.description) for f, a in zip(frames, analyses)]
+        return Reading(analyses, flow=flow, urls_seen=urls_seen)
