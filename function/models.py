@@ -107,9 +107,18 @@ class Model(BaseModel):
 # --------------------------------------------------------------------------- video lane (in process)
 
 
+@dataclass(frozen=True)
+class PointerAt:
+    """The mouse pointer's hotspot at a moment, in video pixels."""
+
+    ms: int
+    x: int
+    y: int
+
+
 @dataclass
 class KeyFrame:
-    """One frame kept by the extractor: the screen after a meaningful change."""
+    """One frame kept by the extractor: the screen after a meaningful change, and what led to it."""
 
     index: int
     timestamp: int  # ms from the start of the video
@@ -118,6 +127,13 @@ class KeyFrame:
     width: int
     height: int
     png: bytes = field(default=b"", repr=False)  # full-resolution lossless image
+    started: int = 0  # ms when the change first showed (the user's action came just before)
+    pointer: PointerAt | None = None  # where the pointer was when the change began
+    pointer_still_ms: int = 0  # how long the pointer had been still by then (0: it was moving)
+    pointer_path: list[PointerAt] = field(default_factory=list)  # where it went since the previous key frame
+    caret: "Region | None" = None  # the last text caret seen blinking before the change, if any
+    caret_ms: int = 0  # when that caret was last seen
+    scroll_dy: int = 0  # vertical shift of the changed content, video px (negative: the content moved up)
 
 
 @dataclass
@@ -165,8 +181,26 @@ class DiffSummary(Model):
     removed: int = 0
 
 
+class Word(Model):
+    text: str
+    x: int
+    width: int
+
+
+class TextBox(Model):
+    """A line of text read off the screen and where it stands, in video pixels, with its words' spans."""
+
+    text: str
+    region: Region
+    words: list[Word] = Field(default_factory=list)
+
+
 class FrameAnalysis(Model):
-    """What vision read from one key frame; ``elements`` and ``url`` become the frame's ``ariaTree`` and ``url``."""
+    """What vision read from one key frame; ``elements`` and ``url`` become the frame's ``ariaTree`` and ``url``.
+
+    ``screen_text`` (every line on screen after this frame, with its place) stays in the process:
+    the step inference reads it to name what the pointer was on.
+    """
 
     description: str
     visible_text: str = ""
@@ -175,6 +209,7 @@ class FrameAnalysis(Model):
     ui_state: str = ""
     elements: list[AriaNode] = Field(default_factory=list, exclude=True)
     url: str | None = Field(default=None, exclude=True)
+    screen_text: list[TextBox] = Field(default_factory=list, exclude=True)
 
 
 class FlowStep(Model):
@@ -183,6 +218,38 @@ class FlowStep(Model):
     timestamp: int
     action: str
     screen: str = ""
+
+
+StepAction = Literal["click", "double_click", "hover", "type", "key", "scroll", "navigate", "drag", "select", "other"]
+
+
+class StepTarget(Model):
+    """The element acted on: role and accessible name (from the live page where it matched, else as read)."""
+
+    role: str
+    name: str
+    selector: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class Step(Model):
+    """One user action, in time order."""
+
+    index: int
+    timestamp: int  # ms from the start of the video when the action began
+    end_timestamp: int  # when it ended (typing, scrolling); equals timestamp for an instant action
+    action: StepAction
+    target: StepTarget | None = None
+    value: str | None = None  # typed text, key, scroll direction or URL navigated to
+    url: str | None = None  # the page URL at that moment
+    frame_id: str | None = None  # the key frame that shows the result
+    description: str
+    confidence: float
+    source: str  # where the inference came from: pointer+screen, keyboard+screen, screen, …
+    frame_index: int | None = Field(default=None, exclude=True)  # the key frame, before frames have ids
 
 
 @dataclass
@@ -280,6 +347,7 @@ class Session(Model):
     mime_type: str = ""
     frames: list[Frame] = Field(default_factory=list)
     inspection: Inspection | None = None
+    steps: list[Step] = Field(default_factory=list)
     flow: list[FlowStep] = Field(default_factory=list)
     observed_problem: str = ""
     warnings: list[str] = Field(default_factory=list)
@@ -338,6 +406,7 @@ class ProcessingResponse(Model):
     processing_ms: int
     inspection: Inspection | None
     warnings: list[str]
+    steps: list[Step]
     timings: LaneTimings
 
     @classmethod
@@ -347,7 +416,7 @@ class ProcessingResponse(Model):
             agent_target=session.agent_target, file_size=session.file_size, mime_type=session.mime_type,
             prompt=session.prompt, frames=_served_frames(session, thumbnail), frame_count=len(session.frames),
             urls_inspected=list(session.urls), processing_ms=session.processing_time, inspection=session.inspection,
-            warnings=list(session.warnings), timings=session.timings,
+            warnings=list(session.warnings), steps=list(session.steps), timings=session.timings,
         )
 
 
@@ -461,6 +530,7 @@ class RecordingEvidence:
     video: VideoEvidence
     inspection: Inspection
     started: float  # time.monotonic() when processing began
+    steps: list[Step] = field(default_factory=list)  # the user's actions, key frames by index
 
     @property
     def warnings(self) -> list[str]:

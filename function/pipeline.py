@@ -2,8 +2,8 @@
 
 The video lane (frames → vision) and the browser lane (aria) run concurrently.
 Once the video lane has read the recording, the same-origin pages it showed the
-user visiting are inspected too. Nothing here stores anything: ``records`` turns
-the evidence into a session.
+user visiting are inspected too, and the user's steps are inferred from both.
+Nothing here stores anything: ``records`` turns the evidence into a session.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from . import frames as frames_lane
+from . import steps as steps_inference
 from .config import Config
 from .models import Inspection, RecordingEvidence, RecordingRequest, VideoEvidence
 from .urlguard import Resolver, decide, system_resolver
@@ -122,4 +123,5 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return RecordingEvidence(video, inspection, started)
+    steps = steps_inference.infer(video.key_frames, video.vision.analyses)
+    return RecordingEvidence(video, inspection, started, steps)

@@ -17,7 +17,7 @@ from typing import Callable
 
 from pydantic import Field
 
-from .models import AGENT_TARGETS, AgentTarget, FlowStep, Frame, Inspection, Model, Session
+from .models import AGENT_TARGETS, AgentTarget, FlowStep, Frame, Inspection, Model, Session, Step
 
 DEFAULT_TOKEN_BUDGET = 8000
 CHARS_PER_TOKEN = 4  # a conservative average for English text, code and YAML
@@ -38,6 +38,7 @@ class Evidence(Model):
     notes: str = ""
     frames: list[Frame] = Field(default_factory=list)
     inspection: Inspection | None = None
+    steps: list[Step] = Field(default_factory=list)
     flow: list[FlowStep] = Field(default_factory=list)
     observed_problem: str = ""
 
@@ -50,6 +51,7 @@ class Evidence(Model):
             notes=session.notes,
             frames=session.frames,
             inspection=session.inspection,
+            steps=session.steps,
             flow=session.flow,
             observed_problem=session.observed_problem,
         )
@@ -188,9 +190,14 @@ def build_sections(ev: Evidence, level: int) -> Sections:
     api = f"GET /sessions/{ev.session_id}"
     omitted: list[str] = []
 
-    steps_source = ev.flow or [FlowStep(timestamp=f.timestamp, action=f.analysis.description) for f in ev.frames]
-    steps = [f"{n}. [{seconds(s.timestamp)}] {one_line(s.action)}" + (f" (on: {one_line(s.screen, 80)})" if s.screen else "")
-             for n, s in enumerate(steps_source[:step_count], 1)]
+    if ev.steps:  # the user's actions, as inferred; else what vision described, frame by frame
+        steps_source: list[Step] | list[FlowStep] = ev.steps
+        steps = [f"{n}. [{seconds(s.timestamp)}] {one_line(s.description)}" + (f" (frame {s.frame_id})" if s.frame_id else "")
+                 for n, s in enumerate(ev.steps[:step_count], 1)]
+    else:
+        steps_source = ev.flow or [FlowStep(timestamp=f.timestamp, action=f.analysis.description) for f in ev.frames]
+        steps = [f"{n}. [{seconds(s.timestamp)}] {one_line(s.action)}" + (f" (on: {one_line(s.screen, 80)})" if s.screen else "")
+                 for n, s in enumerate(steps_source[:step_count], 1)]
     if len(steps_source) > step_count:
         omitted.append(f"{len(steps_source) - step_count} later steps (the flow in {api})")
 

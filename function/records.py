@@ -116,13 +116,15 @@ def build_session(session_id: str, request: RecordingRequest, evidence: Recordin
     video, inspection = evidence.video, evidence.inspection
     duration_ms = video.info.container_duration_ms or request.client_duration_ms or video.info.last_frame_ms
     frames = build_frames(session_id, evidence)
+    steps = [step.model_copy(update={"frame_id": frames[step.frame_index].id if step.frame_index is not None
+                                     and step.frame_index < len(frames) else None}) for step in evidence.steps]
     now = now_rfc3339()
     return Session(
         id=session_id, owner_id=request.owner_id, title=request.title, seed_url=request.seed_url,
         notes=request.notes, status="complete", duration=round(duration_ms / 1000), frame_count=len(frames),
         urls=list(inspection.urls_inspected), url_count=len(inspection.urls_inspected),
         agent_target=request.agent_target, created_at=now, updated_at=now, file_size=request.file_size,
-        mime_type=request.mime_type, frames=frames, inspection=inspection, flow=video.vision.flow,
+        mime_type=request.mime_type, frames=frames, inspection=inspection, steps=steps, flow=video.vision.flow,
         observed_problem=video.vision.observed_problem, warnings=evidence.warnings,
         vision_provider=video.vision.provider, vision_input_tokens=video.vision.input_tokens,
         vision_output_tokens=video.vision.output_tokens, vision_requests=video.vision.requests,

@@ -82,6 +82,15 @@ def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, 
     prompt = body["prompt"]
     assert "<task>" in prompt and "Todo is not saved" in prompt and "pressing Enter does nothing" in prompt
     assert 'button "Add"' in prompt and pages.url in prompt
+    # The steps: one per change (nothing but two blocks appearing, no pointer, no typing), tied to the frames
+    # that show their result, and the prompt's reproduction section is written from them.
+    assert [s["index"] for s in body["steps"]] == [1, 2]
+    assert [s["frameId"] for s in body["steps"]] == [f["id"] for f in body["frames"][1:]]
+    for step in body["steps"]:
+        assert step["action"] in {"key", "other"} and step["target"] is None and 0 < step["confidence"] < 0.5
+        assert step["timestamp"] <= step["endTimestamp"] and step["description"] in prompt
+        assert set(step) == {"index", "timestamp", "endTimestamp", "action", "target", "value", "url", "frameId",
+                             "description", "confidence", "source"}
 
     sid = body["sessionId"]
     frame = body["frames"][1]
@@ -94,7 +103,7 @@ def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, 
         assert session["id"] == sid and session["status"] == "complete" and session["frameCount"] == 3
         assert session["urls"] == [pages.url + "/"] and session["urlCount"] == 1
         assert session["inspection"] == session["inspectionJson"] and session["inspection"]["snapshots"]
-        assert session["duration"] == 4 and session["prompt"] == prompt
+        assert session["duration"] == 4 and session["prompt"] == prompt and session["steps"] == body["steps"]
         assert session["timings"]["videoMs"] > 0 and session["timings"]["browserMs"] > 0
     listing = requests.get(svc.url + "/api/sessions").json()
     assert [s["id"] for s in listing][:1] == [sid] and isinstance(listing[0]["frames"], list)
@@ -163,6 +172,9 @@ def test_pages_the_recording_visits_are_inspected_too(open_service: RunningServi
     assert all(s["success"] for s in body["inspection"]["snapshots"])
     assert body["frames"][0]["url"] == truth["initial_url"]
     assert {f["url"] for f in body["frames"]} == set(truth["urls_visited"])
+    # Each later page the user reached is a step that names its address.
+    reached = [s["url"] for s in body["steps"] if s["action"] in {"click", "navigate"} and s["value"]]
+    assert set(truth["urls_visited"][1:]) <= set(reached)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import typing
 
 import pytest
 import yaml
@@ -12,7 +13,8 @@ from function.config import Config
 from function.http import create_app
 from function.models import (AGENT_TARGETS, DEFAULT_AGENT_TARGET, SESSION_STATUSES, AriaNode, DiffSummary, Frame,
                              FrameAnalysis, Inspection, LaneTimings, Model, ProcessingResponse, Region, Session,
-                             SessionCreate, SessionPatch, SessionView, Snapshot, check_agent_target)
+                             SessionCreate, SessionPatch, SessionView, Snapshot, Step, StepAction, StepTarget,
+                             check_agent_target)
 from function.prompts import RENDERERS
 
 
@@ -54,6 +56,7 @@ RECORD_ONLY = {Session.model_fields[name].alias for name in Session.RECORD_ONLY}
     ("Snapshot", served_fields(Snapshot)),
     ("Inspection", served_fields(Inspection)),
     ("LaneTimings", served_fields(LaneTimings)),
+    ("Step", served_fields(Step)),
     ("ProcessingResponse", served_fields(ProcessingResponse)),
     ("Session", served_fields(Session) - RECORD_ONLY - {"inspection"}),
 ])
@@ -66,6 +69,9 @@ def test_schemas_match_the_models(name: str, fields: set[str]) -> None:
 
 def test_nested_and_body_schemas_match_the_models() -> None:
     document = spec()
+    step = document["components"]["schemas"]["Step"]["properties"]
+    assert step["action"]["enum"] == list(typing.get_args(StepAction))
+    assert set(step["target"]["properties"]) == served_fields(StepTarget)
     frame = document["components"]["schemas"]["Frame"]["properties"]
     assert set(frame["analysis"]["properties"]) == served_fields(FrameAnalysis)
     assert set(frame["diffSummary"]["properties"]) == served_fields(DiffSummary)

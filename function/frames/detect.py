@@ -22,15 +22,16 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ..models import KeyFrame, Region, VideoInfo
+from ..models import KeyFrame, PointerAt, Region, VideoInfo
 from .decode import DecodedFrame, Limits, VideoError, decode, probe
-from .regions import Box, changed_boxes, ssim, union
-from .rules import DEFAULT_RULES, ChangeRule, RuleFactory
+from .regions import Box, changed_boxes, ssim, union, vertical_shift
+from .rules import DEFAULT_RULES, CaretRule, ChangeRule, PointerRule, RuleFactory
 
 SAMPLE_FPS = 10.0  # a UI state lasts at least ~100 ms; 10 samples a second see every one
 ANALYSIS_MAX_EDGE = 960  # px: frames are halved until their long edge fits (halving is cheap and exact)
 SETTLE_MS = 300  # the screen must hold still this long before a change is captured
 MAX_SETTLE_MS = 2500  # a change that never settles (typing, scrolling) is captured this often
+SCROLL_REGION = 0.6  # of the frame's height: a region this tall that shifted once is a scroll, not a row removed
 BLANK_STD = 3.0  # gray-level spread below which a frame is blank (a recorder's black first frame)
 
 
@@ -73,6 +74,14 @@ class _Extractor:
         self.still_since = 0  # when the screen last moved (pointer and caret aside)
         self.candidate: tuple[DecodedFrame, np.ndarray] | None = None
         self.last_changes: list[Box] | None = None  # changes against the reference at the last sample
+        self.pointer: PointerRule | None = None
+        self.caret: CaretRule | None = None
+        self.pointer_moved_at = 0  # when the pointer last moved
+        self.path: list[PointerAt] = []  # the pointer's moves since the last kept frame
+        self.caret_seen: tuple[Region, int] | None = None  # the last blinking caret and when
+        self.scrolled = 0  # vertical content shift summed over the samples since the last kept frame
+        self.pending: list[tuple[int, list[Box], PointerAt | None, int]] = []  # per sample while a change settles
+        self.scroll_samples = 0  # samples that shifted
 
     def analysis_copy(self, item: DecodedFrame) -> np.ndarray:
         """Grayscale, halved (pixel-area averaging) until the long edge is at most ANALYSIS_MAX_EDGE."""
@@ -84,6 +93,8 @@ class _Extractor:
                 halvings += 1
             self.scale = 1 / 2**halvings
             self.rules = [make(self.scale) for make in self.rule_factories]
+            self.pointer = next((r for r in self.rules if isinstance(r, PointerRule)), None)
+            self.caret = next((r for r in self.rules if isinstance(r, CaretRule)), None)
         while gray.shape[1] > self.width * self.scale + 1:
             height, width = gray.shape[:2]
             even = gray[: height - height % 2, : width - width % 2]
@@ -95,6 +106,19 @@ class _Extractor:
         score = 1.0 if first else min(1.0, max(0.0, 1.0 - ssim(self.reference, small)))
         region = _scale_box(union(boxes), self.scale, self.width, self.height) if boxes else None
         frame = KeyFrame(0 if replace else len(self.kept), item.ms, round(score, 4), region, self.width, self.height)
+        if boxes and self.reference is not None and not replace:
+            frame.started, frame.pointer, frame.pointer_still_ms = self._onset(union(boxes), item.ms)
+            frame.pointer_path = self.path
+            if self.caret_seen is not None:
+                frame.caret, frame.caret_ms = self.caret_seen
+            tall = union(boxes).h >= SCROLL_REGION * small.shape[0]
+            if self.scroll_samples >= 2 or (self.scroll_samples and tall):
+                frame.scroll_dy = round(self.scrolled / self.scale)
+        else:
+            frame.started = item.ms
+        self.path = []
+        self.pending = []
+        self.scrolled, self.scroll_samples = 0, 0
         job = self.pool.submit(_encode_png, item.bgr()) if self.pool is not None else None
         if replace:
             self.kept[0] = frame
@@ -124,12 +148,15 @@ class _Extractor:
             self.previous = small
             return
         moved = changed_boxes(self.previous, small)
+        if moved:
+            self._follow_scroll(self.previous, small, union(moved))
         motion = moved
         for rule in self.rules:
             motion = rule.observe(motion)
         self.previous = small
         if motion:
             self.still_since = item.ms
+        self._follow_pointer_and_caret(item.ms, moved)
         if self.reference_blank and len(self.kept) == 1 and float(small.std()) >= BLANK_STD:
             # The recorder's blank first frame: the first real screen takes its place.
             self.keep(item, small, [], replace=True)
@@ -139,6 +166,10 @@ class _Extractor:
         changes = self.last_changes  # nothing moved since the last sample: the same answer
         if changes and self.pending_since is None:
             self.pending_since = item.ms
+        if self.pending_since is not None:
+            here = self._pointer_at(item.ms)
+            still = 0 if here is None or self.pointer is None or self.pointer.moved else item.ms - self.pointer_moved_at
+            self.pending.append((item.ms, changes, here, still))
         if self.pending_since is None:
             return
         self.candidate = (item, small)
@@ -147,7 +178,46 @@ class _Extractor:
                 self.keep(item, small, changes)
             else:
                 self.pending_since = None  # it went back to how it was: nothing to capture
+                self.pending = []
                 self.candidate = None
+
+    def _pointer_at(self, ms: int) -> PointerAt | None:
+        """The pointer's hotspot now (the tip of an arrow: near the top left of its region), in video px."""
+        if self.pointer is None or self.pointer.position is None:
+            return None
+        box = self.pointer.position
+        x = min(self.width - 1, math.floor(box.x / self.scale) + 2)
+        y = min(self.height - 1, math.floor(box.y / self.scale) + 2)
+        return PointerAt(ms, x, y)
+
+    def _onset(self, kept: Box, ms: int) -> tuple[int, PointerAt | None, int]:
+        """When the kept change first showed, and the pointer then: the earliest sample from which on
+        a change overlapping the kept one was there in every sample (a passing blip before it is not its start)."""
+        onset = (ms, self._pointer_at(ms), 0)
+        for sample_ms, boxes, here, still in reversed(self.pending):
+            if not any(b.overlaps(kept) for b in boxes):
+                break
+            onset = (sample_ms, here, still)
+        return onset
+
+    def _follow_scroll(self, previous: np.ndarray, small: np.ndarray, moved: Box) -> None:
+        """Scrolling shifts a tall part of the screen a little each sample: sum the shifts."""
+        if moved.h >= SCROLL_REGION / 2 * small.shape[0]:
+            shift = vertical_shift(previous, small, moved)
+            if shift:
+                self.scrolled += shift
+                self.scroll_samples += 1
+
+    def _follow_pointer_and_caret(self, ms: int, moved: list[Box]) -> None:
+        if self.pointer is not None and self.pointer.moved:
+            self.pointer_moved_at = ms
+            here = self._pointer_at(ms)
+            if here is not None:
+                self.path.append(here)
+        if self.caret is not None:
+            blinks = [b for b in moved if self.caret.explains(b)]
+            if blinks:
+                self.caret_seen = (_scale_box(blinks[-1], self.scale, self.width, self.height), ms)
 
     def finish(self) -> None:
         """At the end of the stream, a change that was still settling is captured as it stands."""

@@ -105,3 +105,33 @@ def union(boxes: list[Box]) -> Box:
     x1 = max(b.x + b.w for b in boxes)
     y1 = max(b.y + b.h for b in boxes)
     return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+SHIFT_RESPONSE = 0.15  # phase-correlation peak below which two crops are not one picture moved
+MIN_SHIFT_PX = 3  # analysis px: a smaller shift is jitter
+
+
+def vertical_shift(reference: np.ndarray, current: np.ndarray, box: Box) -> int:
+    """How far the content inside ``box`` moved up or down between the two frames (analysis px, 0 if not a move).
+
+    Scrolled content is the same picture displaced: phase correlation finds the displacement,
+    and a weak peak, a sideways move or a tiny one means the content changed, not moved.
+    """
+    if box.h < 24 or box.w < 24:
+        return 0
+    before = reference[box.y:box.y + box.h, box.x:box.x + box.w].astype(np.float32)
+    after = current[box.y:box.y + box.h, box.x:box.x + box.w].astype(np.float32)
+    window = cv2.createHanningWindow((box.w, box.h), cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(before, after, window)
+    shift = round(dy)
+    if response < SHIFT_RESPONSE or abs(dx) >= 2 or abs(shift) < MIN_SHIFT_PX or abs(shift) > box.h // 2:
+        return 0
+    # A scroll moves everything in the region: the shifted frames must agree where they overlap,
+    # much better than unshifted. Content that grew (a row added, a footer pushed down) does not.
+    if shift > 0:
+        moved_before, moved_after = before[: box.h - shift], after[shift:]
+    else:
+        moved_before, moved_after = before[-shift:], after[: box.h + shift]
+    aligned = float(np.mean(np.abs(moved_before - moved_after)))
+    unaligned = float(np.mean(np.abs(before - after)))
+    return shift if aligned < 4.0 and aligned * 3 < unaligned else 0

@@ -74,6 +74,8 @@ class PointerRule:
     trail: list[Box] = field(default_factory=list)  # pointer positions since the last kept frame
     last: list[Box] = field(default_factory=list)  # the pointer's regions in the latest sample that moved
     moving: list[Box] = field(default_factory=list)  # small regions that moved in the previous sample
+    position: Box | None = None  # where the pointer is now, as best known
+    moved: bool = False  # did it move in the latest sample?
 
     def _margin(self) -> int:
         return max(1, round(TRAIL_MARGIN * self.sizes.scale))
@@ -105,10 +107,19 @@ class PointerRule:
                 pointer.append(nearest)
         elif len(motion) == 2 == len(arrivals) and self.sizes.distance(*arrivals) <= POINTER_REACH:
             pointer = arrivals  # nothing else moved: a lone pair is the pointer, found (again)
+        self.moved = bool(pointer)
         if pointer:
             self.trail.extend(pointer)
             self.last = pointer
+            self.position = self._newest(pointer)
         return [b for b in motion if b not in pointer]
+
+    def _newest(self, pointer: list[Box]) -> Box:
+        """Of the pointer's regions in one sample, the one it moved to: away from where it was."""
+        if len(pointer) == 1 or self.position is None:
+            return pointer[-1]
+        previous = self.position
+        return max(pointer, key=lambda b: self.sizes.distance(b, previous))
 
     def explains(self, box: Box) -> bool:
         """Is this difference against the kept frame only the pointer's?"""

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from ..models import AriaNode, FlowStep, FrameAnalysis, KeyFrame, Region
+from ..models import AriaNode, FlowStep, FrameAnalysis, KeyFrame, Region, TextBox, Word
 from . import ocr
 from .core import Batch, Reading
 
@@ -121,7 +121,7 @@ class LocalProvider:
                 if appeared:
                     description += f"; text appeared: {_quote(appeared)}"
                 if gone:
-                    description += f"; text disappeared: {_quote(gone)}"
+                    description += f"; text no longer read: {_quote(gone)}"
                 description += "." if appeared or gone else " (no readable text changed)."
             anomalies = [f"on-screen text: {line.text}" for line in fresh if _ERROR_TEXT.search(line.text)]
             analyses.append(FrameAnalysis(
@@ -131,6 +131,10 @@ class LocalProvider:
                 provider=self.name,
                 elements=[AriaNode(role="text", name=t) for t in dict.fromkeys(now)][:MAX_TEXT_ELEMENTS],
                 url=url,
+                screen_text=[TextBox(text=line.text, region=Region(x=line.x, y=line.y, width=line.width,
+                                                                   height=line.height),
+                                     words=[Word(text=t, x=x, width=w) for t, x, w in line.words])
+                             for line in screen],
             ))
         flow = [FlowStep(timestamp=f.timestamp, action=a.description) for f, a in zip(frames, analyses)]
         return Reading(analyses, flow=flow, urls_seen=urls_seen)

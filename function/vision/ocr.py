@@ -33,6 +33,7 @@ class TextLine:
     width: int
     height: int
     confidence: float
+    words: tuple[tuple[str, int, int], ...] = ()  # each word and its horizontal span (x, width)
 
 
 def read_lines(image: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[TextLine]:
@@ -58,7 +59,9 @@ def read_lines(image: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[Text
         x1 = max(data["left"][i] + data["width"][i] for i in indices) // scale
         y1 = max(data["top"][i] + data["height"][i] for i in indices) // scale
         confidence = sum(float(data["conf"][i]) for i in indices) / len(indices)
-        out.append(TextLine(text, x0 + offset[0], y0 + offset[1], x1 - x0, y1 - y0, round(confidence, 1)))
+        words = tuple((data["text"][i], data["left"][i] // scale + offset[0], data["width"][i] // scale)
+                      for i in indices)
+        out.append(TextLine(text, x0 + offset[0], y0 + offset[1], x1 - x0, y1 - y0, round(confidence, 1), words))
     return sorted(out, key=lambda line: (line.y, line.x))
 
 

@@ -1,0 +1,340 @@
+"""Evidence → the user's actions: what they did, on which element, in time order. Pure: values in, steps out.
+
+Each key frame is a UI change; what caused it is read from what the extractor saw
+just before it and from the text on screen:
+
+- a text caret blinking on the changed line, and the line growing, is *typing* (one
+  step for a burst on one line; the value is the line's text at the end of it);
+- the typed line emptying while content appears elsewhere is the *Enter* key;
+- content that shifted as a whole is a *scroll*, up or down;
+- the address bar's URL changing is a *navigation* (the click that caused it, when
+  the pointer was there);
+- a change where the pointer rested is a *click*; one that appeared as the pointer
+  arrived is a *hover*; the element is named from the page when the live page
+  confirmed it (``PageHit``), else from the text under the pointer;
+- a change with no pointer or keyboard activity is a *key* press when it is small and
+  nothing else explains it, else *other*.
+
+Text read off the screen is a guess: it is quoted, never taken as a fact, and what
+OCR merely lost is not said to have disappeared.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .models import FrameAnalysis, KeyFrame, PointerAt, Region, Step, StepTarget, TextBox, Word
+
+TYPING_LINE_PX = 56  # a changed region this short is one line of text
+CARET_MEMORY_MS = 8000  # a caret seen this recently still marks the focused field
+ROW_SLACK_PX = 14  # two regions whose vertical centres are this close are on one line
+POINTER_NEAR_PX = 64  # a change this close to the pointer is the pointer's doing
+CLICK_STILL_MS = 100  # a pointer at rest this long before the change clicked; less: the change came on arrival
+STILL_PX = 6  # pointer positions this close are one resting place
+SMALL_CHANGE = 0.015  # of the screen: a change this small under an arriving pointer is a hover effect
+ROW_REACH_PX = 480  # a small change this far along the pointer's line still belongs to it (a row's hover controls)
+ON_TEXT_PX = 12  # the pointer this close to a phrase is on it
+APPROACH_MS = 400  # a pointer that moved this shortly before a change it is not seen near caused it
+SCROLL_MIN_PX = 20
+LABEL_REACH_PX = 220  # how far along its line a text may be from the pointer to name what it is on
+
+
+@dataclass(frozen=True)
+class PageHit:
+    """What the live page has at a point of a key frame: the element's role, accessible name and selector."""
+
+    frame_index: int
+    x: int
+    y: int
+    role: str
+    name: str
+    selector: str | None = None
+    matches_video: bool = True  # False when the page's state differs from the frame (a menu closed live)
+
+
+def _centre_y(region: Region) -> float:
+    return region.y + region.height / 2
+
+
+def _same_line(a: Region, b: Region) -> bool:
+    return abs(_centre_y(a) - _centre_y(b)) <= ROW_SLACK_PX + min(a.height, b.height) / 2
+
+
+def _near(point: PointerAt, region: Region, reach: int) -> bool:
+    return (region.x - reach <= point.x <= region.x + region.width + reach
+            and region.y - reach <= point.y <= region.y + region.height + reach)
+
+
+def _distance(point: PointerAt, box: Region) -> float:
+    dx = max(box.x - point.x, 0, point.x - (box.x + box.width))
+    dy = max(box.y - point.y, 0, point.y - (box.y + box.height))
+    return math.hypot(dx, dy)
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return "\u201c" + (flat if len(flat) <= limit else flat[: limit - 1] + "…") + "\u201d"
+
+
+def _full_address(url: str | None) -> str | None:
+    """A URL worth stating: http(s) with a full domain name, ``localhost`` or a whole IP address."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+    parts = host.split(".")
+    ip = len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+    named = len(parts) >= 2 and parts[-1].isalpha() and len(parts[-1]) >= 2 and all(parts)
+    return url if host == "localhost" or ip or named or host.startswith("[") else None
+
+
+def text_on_line(lines: list[TextBox], line: Region) -> str:
+    """The text read on one line of the screen within the horizontal span of ``line`` (with a margin)."""
+    found = [t for t in lines if _same_line(t.region, line)
+             and t.region.x < line.x + line.width + 40 and line.x - 40 < t.region.x + t.region.width]
+    return " ".join(t.text for t in sorted(found, key=lambda t: t.region.x))
+
+
+def _phrases(line: TextBox) -> list[tuple[str, int, int]]:
+    """The line's words grouped into phrases: a gap wider than the text is tall separates two (links in a bar)."""
+    if not line.words:
+        return [(line.text, line.region.x, line.region.width)]
+    gap = max(8, line.region.height)
+    groups: list[list[Word]] = [[line.words[0]]]
+    for word in line.words[1:]:
+        last = groups[-1][-1]
+        if word.x - (last.x + last.width) > gap:
+            groups.append([word])
+        else:
+            groups[-1].append(word)
+    return [(" ".join(w.text for w in g), g[0].x, g[-1].x + g[-1].width - g[0].x) for g in groups]
+
+
+def text_at(lines: list[TextBox], point: PointerAt) -> tuple[str, float] | None:
+    """The phrase the pointer is on, or the nearest phrase on its line within reach, and how far it is."""
+    row = [t for t in lines if t.region.y - ROW_SLACK_PX <= point.y <= t.region.y + t.region.height + ROW_SLACK_PX]
+    best: tuple[float, str] | None = None
+    for line in row:
+        for text, x, width in _phrases(line):
+            gap = max(x - point.x, 0, point.x - (x + width))
+            if gap <= LABEL_REACH_PX and (best is None or gap < best[0]):
+                best = (gap, text)
+    return (best[1], best[0]) if best else None
+
+
+def appeared(before: list[TextBox], after: list[TextBox]) -> list[str]:
+    known = {t.text for t in before}
+    return [t.text for t in after if t.text not in known]
+
+
+class _Builder:
+    """The steps so far, and what the next frame needs to know of them."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.typing: Step | None = None  # the typing step still open, and the line it is on
+        self.typing_line: Region | None = None
+
+    def add(self, frame_index: int, started: int, ended: int, action: str, description: str, confidence: float,
+            source: str, target: StepTarget | None = None, value: str | None = None,
+            url: str | None = None) -> Step:
+        step = Step(index=len(self.steps) + 1, timestamp=started, end_timestamp=max(started, ended),
+                    action=action, target=target, value=value, url=url, description=description,  # type: ignore[arg-type]
+                    confidence=confidence, source=source, frame_index=frame_index)
+        self.steps.append(step)
+        return step
+
+    def close_typing(self) -> None:
+        self.typing, self.typing_line = None, None
+
+
+def _target(hits: dict[int, PageHit], index: int, lines: list[TextBox],
+            point: PointerAt | None) -> tuple[StepTarget | None, str, float]:
+    """The element acted on, its phrase for a sentence, and how sure we are of it."""
+    hit = hits.get(index)
+    if hit is not None and hit.name:
+        phrase = f"the {hit.role} {_quote(hit.name)}"
+        return StepTarget(role=hit.role, name=hit.name, selector=hit.selector), phrase, 0.85 if hit.matches_video else 0.6
+    found = text_at(lines, point) if point is not None else None
+    if found:
+        label, gap = found
+        phrase = _quote(label) if gap <= ON_TEXT_PX else f"the control next to {_quote(label)}"
+        return StepTarget(role="text", name=label), phrase, 0.6 if gap <= ON_TEXT_PX else 0.45
+    return None, "the screen", 0.35
+
+
+def _pointer_for(frame: KeyFrame, region: Region) -> PointerAt | None:
+    """Where the pointer was when it caused the change: at the change's onset, or its last stop near it before."""
+    def near(p: PointerAt) -> bool:
+        same_line = abs(p.y - _centre_y(region)) <= ROW_SLACK_PX + region.height / 2 + 8
+        small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
+        return _near(p, region, POINTER_NEAR_PX) or (same_line and small and _distance(p, region) <= ROW_REACH_PX)
+
+    if frame.pointer is not None and near(frame.pointer):
+        return frame.pointer
+    before = [p for p in frame.pointer_path if p.ms <= frame.started + 100 and near(p)]
+    return before[-1] if before else None
+
+
+def _rested_ms(frame: KeyFrame, point: PointerAt) -> int:
+    """How long the pointer had been at ``point`` when the change began (0: the change came as it arrived)."""
+    arrived = point.ms
+    for p in reversed([p for p in frame.pointer_path if p.ms <= point.ms]):
+        if abs(p.x - point.x) > STILL_PX or abs(p.y - point.y) > STILL_PX:
+            break
+        arrived = p.ms
+    return max(frame.pointer_still_ms if point == frame.pointer else 0, frame.started - arrived)
+
+
+def _removed(before: list[TextBox], after: list[TextBox], point: PointerAt) -> str | None:
+    """The row under the pointer, when the click took it away: it is no longer read, and what stood
+    below it moved up by about its height (so OCR merely losing the words is not taken for a removal)."""
+    row = next((t for t in before if t.region.y - ROW_SLACK_PX <= point.y <= t.region.y + t.region.height
+                + ROW_SLACK_PX), None)
+    if row is None or any(row.text == t.text for t in after):
+        return None
+    below = [t for t in before if t.region.y > row.region.y + row.region.height]
+    for old in below:
+        for new in after:
+            if new.text == old.text and 0.5 * row.region.height <= old.region.y - new.region.y:
+                return row.text
+    return None
+
+
+def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[PageHit] | None = None) -> list[Step]:
+    """The user's steps from the key frames, what vision read on each, and what the live page confirmed."""
+    by_frame = {hit.frame_index: hit for hit in hits or []}
+    out = _Builder()
+    previous_url = analyses[0].url if analyses else None
+    for index in range(1, min(len(frames), len(analyses))):
+        frame, analysis = frames[index], analyses[index]
+        region = frame.changed_region
+        before = analyses[index - 1].screen_text
+        after = analysis.screen_text
+        url = _full_address(analysis.url)
+        new_url = url if url and url != _full_address(previous_url) else None
+        previous_url = analysis.url or previous_url
+        if region is None:
+            continue
+        new_text = appeared(before, after)
+        caret_on_line = (frame.caret is not None and frame.started - frame.caret_ms <= CARET_MEMORY_MS
+                         and _same_line(frame.caret, region))
+
+        if abs(frame.scroll_dy) >= SCROLL_MIN_PX:
+            out.close_typing()
+            direction = "down" if frame.scroll_dy < 0 else "up"
+            out.add(index, frame.started, frame.timestamp, "scroll",
+                    f"Scrolled {direction} (the content moved {abs(frame.scroll_dy)} px).", 0.75, "screen",
+                    value=direction, url=url)
+            continue
+
+        if region.height <= TYPING_LINE_PX and (caret_on_line or (out.typing_line is not None
+                                                                  and _same_line(out.typing_line, region))):
+            typed = text_on_line(after, region) or None
+            if out.typing is not None and out.typing_line is not None and _same_line(out.typing_line, region):
+                out.typing.end_timestamp = frame.timestamp
+                out.typing.value = typed or out.typing.value
+                out.typing.frame_index = index
+                out.typing.description = f"Typed {_quote(out.typing.value or '')} into the field."
+            else:
+                placeholder = text_on_line(before, region)
+                target = StepTarget(role="textbox", name=placeholder) if placeholder else None
+                out.typing = out.add(index, frame.started, frame.timestamp, "type",
+                                     f"Typed {_quote(typed or '')} into the field.", 0.7, "keyboard+screen",
+                                     target=target, value=typed, url=url)
+                out.typing_line = Region(x=region.x, y=region.y, width=region.width, height=region.height)
+            continue
+
+        if out.typing is not None and out.typing_line is not None and _near_line(region, out.typing_line):
+            line_after = text_on_line(after, out.typing_line)
+            typed = out.typing.value or ""
+            if not typed or not _shares_word(line_after, typed):
+                result = [t.text for t in after if not _same_line(t.region, out.typing_line)
+                          and not any(b.text == t.text and _same_line(b.region, t.region) for b in before)]
+                if result and _shares_word(result[0], typed):
+                    out.typing.value = result[0]  # the whole text, as the app shows it after Enter
+                    out.typing.description = f"Typed {_quote(result[0])} into the field."
+                shown = f"; {_quote(result[0])} appeared" if result else "; the field was cleared"
+                out.add(index, frame.started, frame.timestamp, "key", f"Pressed Enter{shown}.", 0.7,
+                        "keyboard+screen", target=out.typing.target, value="Enter", url=url)
+                out.close_typing()
+                continue
+        out.close_typing()
+
+        point = _pointer_for(frame, region)
+        if point is not None:
+            target, phrase, confidence = _target(by_frame, index, before or after, point)
+            small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
+            source = "pointer+page" if index in by_frame else "pointer+screen"
+            if _rested_ms(frame, point) >= CLICK_STILL_MS or new_url or not small or new_text:
+                gone = _removed(before, after, point)
+                outcome = f"; the row {_quote(gone, 60)} was removed" if gone else _outcome(new_text, new_url)
+                out.add(index, frame.started, frame.timestamp, "click", f"Clicked {phrase}{outcome}.", confidence,
+                        source, target=target, url=new_url or url, value=new_url)
+            else:
+                out.add(index, frame.started, frame.timestamp, "hover",
+                        f"Moved the pointer over {phrase}; a small control appeared {_where_near(point, region)}.",
+                        confidence - 0.1, source, target=target, url=url)
+            continue
+
+        if new_url:
+            out.add(index, frame.started, frame.timestamp, "navigate", f"Went to {new_url}.", 0.7, "screen",
+                    value=new_url, url=new_url)
+            continue
+
+        approach = [p for p in frame.pointer_path if frame.started - APPROACH_MS <= p.ms <= frame.started]
+        if approach:  # the pointer was on its way when the change began: it clicked where it vanished into it
+            out.add(index, frame.started, frame.timestamp, "click",
+                    f"Clicked in {_where(frame)} (where exactly is not certain){_outcome(new_text, None)}.", 0.3,
+                    "pointer+screen", url=url)
+            continue
+
+        if region.width * region.height <= 0.25 * frame.width * frame.height and point is None:
+            out.add(index, frame.started, frame.timestamp, "key",
+                    f"Pressed a key; {_where(frame)} changed{_outcome(new_text, None)}.", 0.35, "screen", url=url)
+        else:
+            out.add(index, frame.started, frame.timestamp, "other",
+                    f"The screen changed ({_where(frame)}){_outcome(new_text, None)}; no pointer or typing was seen.",
+                    0.3, "screen", url=url)
+    return out.steps
+
+
+def _near_line(region: Region, line: Region) -> bool:
+    """Does the change take in the typed line (and go beyond it)?"""
+    return region.y <= line.y + line.height and line.y <= region.y + region.height
+
+
+def _shares_word(a: str, b: str) -> bool:
+    words = {w for w in a.lower().split() if len(w) > 2}
+    return bool(words & {w for w in b.lower().split() if len(w) > 2})
+
+
+def _outcome(new_text: list[str], new_url: str | None) -> str:
+    if new_url:
+        return f"; the address changed to {new_url}"
+    if new_text:
+        return f"; {_quote(new_text[0], 60)} appeared" + (f" and {len(new_text) - 1} more line(s)"
+                                                          if len(new_text) > 1 else "")
+    return ""
+
+
+def _where_near(point: PointerAt, region: Region) -> str:
+    if _near(point, region, 8):
+        return "under it"
+    side = "to its right" if region.x > point.x else "to its left"
+    return f"on the same line, {side}"
+
+
+def _where(frame: KeyFrame) -> str:
+    region = frame.changed_region
+    if region is None:
+        return "the whole screen"
+    cx = (region.x + region.width / 2) / max(frame.width, 1)
+    cy = (region.y + region.height / 2) / max(frame.height, 1)
+    vertical = "top" if cy < 1 / 3 else "middle" if cy < 2 / 3 else "bottom"
+    horizontal = "left" if cx < 1 / 3 else "centre" if cx < 2 / 3 else "right"
+    return f"the {vertical} {horizontal} of the screen"

@@ -1,0 +1,155 @@
+"""The step inference alone: key frames, pointer, caret and screen text in; the user's actions out.
+
+Synthetic evidence for each rule, then the real dev recordings scored against their action ground truth.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from function import steps
+from function.frames import extract
+from function.models import FrameAnalysis, KeyFrame, PointerAt, Region, TextBox, Word
+from function.steps import PageHit, infer
+from function.vision import LocalProvider, Vision
+
+W, H = 1280, 720
+
+
+def box(x: int, y: int, w: int, h: int) -> Region:
+    return Region(x=x, y=y, width=w, height=h)
+
+
+def line(text: str, x: int, y: int, h: int = 16, gap: int = 8, char: int = 9) -> TextBox:
+    """A line of text with its words laid out left to right (``gap`` px between words)."""
+    words, at = [], x
+    for word in text.split("  ") if "  " in text else text.split():
+        words.append(Word(text=word, x=at, width=len(word) * char))
+        at += len(word) * char + gap
+    return TextBox(text=" ".join(w.text for w in words), region=box(x, y, at - gap - x, h), words=words)
+
+
+def frame(index: int, ms: int, region: Region | None, **kw) -> KeyFrame:
+    return KeyFrame(index, ms, 0.1, region, W, H, started=kw.pop("started", ms - 200), **kw)
+
+
+def seen(*lines: TextBox, url: str | None = None) -> FrameAnalysis:
+    return FrameAnalysis(description="", provider="test", screen_text=list(lines), url=url)
+
+
+HEADER = line("Shop", 40, 20)
+FIELD = box(400, 150, 300, 24)
+
+
+def test_typing_on_one_line_is_one_step_and_enter_adds_the_row() -> None:
+    caret = {"caret": box(402, 150, 2, 20), "caret_ms": 900}
+    frames = [frame(0, 0, None),
+              frame(1, 1500, box(400, 150, 90, 24), **caret),
+              frame(2, 4000, box(480, 150, 120, 24), **caret),
+              frame(3, 6000, box(380, 150, 500, 120))]
+    analyses = [seen(HEADER, line("What needs to be done?", 405, 154)),
+                seen(HEADER, line("Buy milk", 405, 154)),
+                seen(HEADER, line("Buy milk and eggs", 405, 154)),
+                seen(HEADER, line("What needs to be done?", 405, 154), line("Buy milk and eggs", 420, 210))]
+    found = infer(frames, analyses)
+    assert [s.action for s in found] == ["type", "key"]
+    typed, enter = found
+    assert typed.value == "Buy milk and eggs" and typed.timestamp == 1300 and typed.end_timestamp == 4000
+    assert typed.target is not None and typed.target.role == "textbox" and typed.target.name == "What needs to be done?"
+    assert enter.value == "Enter" and "Buy milk and eggs" in enter.description and enter.frame_index == 3
+    assert [s.index for s in found] == [1, 2]
+
+
+def test_a_click_names_the_phrase_under_the_pointer_in_a_bar_of_links() -> None:
+    bar = line("All  Active  Completed", 500, 400, gap=40)
+    active = bar.words[1]
+    at = PointerAt(2800, active.x + 5, 404)
+    frames = [frame(0, 0, None), frame(1, 3000, box(380, 200, 520, 220), started=2900, pointer=at,
+                                      pointer_path=[PointerAt(2700, 300, 500), at], pointer_still_ms=100)]
+    found = infer(frames, [seen(HEADER, bar), seen(HEADER, bar, line("Walk the dog", 420, 250))])
+    assert len(found) == 1 and found[0].action == "click"
+    assert found[0].target is not None and found[0].target.name == "Active"
+    assert found[0].description.startswith("Clicked \u201cActive\u201d") and found[0].source == "pointer+screen"
+
+
+def test_a_small_control_appearing_as_the_pointer_arrives_is_a_hover() -> None:
+    row = line("Call the plumber", 420, 280)
+    at = PointerAt(2000, 600, 286)
+    frames = [frame(0, 0, None), frame(1, 2300, box(880, 278, 14, 12), started=2000, pointer=at,
+                                      pointer_path=[PointerAt(1900, 300, 400), at])]
+    found = infer(frames, [seen(HEADER, row), seen(HEADER, row)])
+    assert [s.action for s in found] == ["hover"]
+    assert found[0].target is not None and found[0].target.name == "Call the plumber"
+    assert "to its right" in found[0].description
+
+
+def test_a_click_that_takes_a_row_away_says_so_and_ocr_losing_words_does_not() -> None:
+    first, second, footer = line("Call the plumber", 420, 280), line("Walk the dog", 420, 340), line("1 item left", 380, 400)
+    at = PointerAt(5000, 890, 286)
+    clicked = dict(started=5100, pointer=at, pointer_path=[PointerAt(4900, 850, 286), at], pointer_still_ms=100)
+    frames = [frame(0, 0, None), frame(1, 5400, box(360, 270, 560, 160), **clicked)]
+    removed = infer(frames, [seen(first, second, footer),
+                             seen(line("Walk the dog", 420, 280), line("0 items left", 380, 340))])
+    assert removed[0].action == "click" and "the row \u201cCall the plumber\u201d was removed" in removed[0].description
+    blurred = infer(frames, [seen(first, second, footer), seen(line("Cal the plumbcr", 420, 280), second, footer)])
+    assert "removed" not in blurred[0].description
+
+
+def test_scrolling_is_a_scroll_with_its_direction() -> None:
+    frames = [frame(0, 0, None), frame(1, 2500, box(300, 0, 900, 720), started=1000, scroll_dy=-320),
+              frame(2, 5000, box(300, 0, 900, 720), started=4000, scroll_dy=200)]
+    found = infer(frames, [seen(HEADER)] * 3)
+    assert [(s.action, s.value) for s in found] == [("scroll", "down"), ("scroll", "up")]
+
+
+def test_navigation_states_only_urls_with_a_real_host() -> None:
+    frames = [frame(0, 0, None), frame(1, 2000, box(0, 90, W, 600)), frame(2, 4000, box(0, 90, W, 600))]
+    analyses = [seen(HEADER, url="http://shop.example.com/"), seen(HEADER, url="http://shop.example.com/cart"),
+                seen(HEADER, url="http://0.1:8766/tables.html")]
+    found = infer(frames, analyses)
+    assert found[0].action == "navigate" and found[0].value == "http://shop.example.com/cart"
+    assert all("0.1:8766" not in (s.value or "") + s.description + (s.url or "") for s in found)
+
+
+def test_the_live_page_names_the_element_when_it_matched() -> None:
+    at = PointerAt(2800, 150, 300)
+    frames = [frame(0, 0, None), frame(1, 3000, box(100, 280, 300, 200), started=2900, pointer=at,
+                                      pointer_path=[PointerAt(2700, 500, 500), at], pointer_still_ms=100)]
+    hits = [PageHit(frame_index=1, x=150, y=300, role="link", name="Components", selector="nav >> text=Components")]
+    found = infer(frames, [seen(HEADER, line("Cmponents", 120, 294)), seen(HEADER)], hits)
+    assert found[0].target is not None and (found[0].target.role, found[0].target.name) == ("link", "Components")
+    assert found[0].source == "pointer+page" and found[0].confidence >= 0.8
+    assert found[0].description.startswith("Clicked the link \u201cComponents\u201d")
+    stale = [PageHit(frame_index=1, x=150, y=300, role="link", name="Components", matches_video=False)]
+    assert infer(frames, [seen(HEADER), seen(HEADER)], stale)[0].confidence < found[0].confidence
+
+
+def test_a_change_nothing_explains_is_said_plainly() -> None:
+    frames = [frame(0, 0, None), frame(1, 2000, box(600, 300, 40, 40))]
+    found = infer(frames, [seen(HEADER), seen(HEADER)])
+    assert found[0].action == "key" and found[0].confidence < 0.5 and found[0].target is None
+
+
+# --------------------------------------------------------------------------- the dev recordings
+
+
+def score_module(recordings: Path):  # noqa: ANN201 - the fixture's own scorer
+    spec = importlib.util.spec_from_file_location("score_actions", recordings / "score_actions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.mark.parametrize("name,floor", [("todomvc_basic_1280_vp9.webm", 0.8), ("todomvc_hires_1920_h264.mp4", 0.8)])
+def test_steps_name_what_the_user_did_on_real_recordings(recordings: Path, name: str, floor: float) -> None:
+    key_frames, _, _ = extract(recordings / name)
+    analyses = Vision(LocalProvider()).analyze(key_frames).analyses
+    found = infer(key_frames, analyses)
+    result = score_module(recordings).score(name, {"steps": [s.to_json() for s in found]})
+    assert result["named_rate"] >= floor, result["rows"]
+    assert [s.timestamp for s in found] == sorted(s.timestamp for s in found)
+    assert all(s.frame_index is not None and 0 < s.frame_index < len(key_frames) for s in found)
+    assert steps.TYPING_LINE_PX > 0
