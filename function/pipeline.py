@@ -123,5 +123,6 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    steps = steps_inference.infer(video.key_frames, video.vision.analyses)
+    steps = steps_inference.merge_flow(steps_inference.infer(video.key_frames, video.vision.analyses),
+                                       video.vision.flow, video.vision.provider)
     return RecordingEvidence(video, inspection, started, steps)

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .models import FrameAnalysis, KeyFrame, PointerAt, Region, Step, StepTarget, TextBox, Word
+from .models import FlowStep, FrameAnalysis, KeyFrame, PointerAt, Region, Step, StepTarget, TextBox, Word
 
 TYPING_LINE_PX = 56  # a changed region this short is one line of text
 CARET_MEMORY_MS = 8000  # a caret seen this recently still marks the focused field
@@ -36,6 +36,9 @@ STILL_PX = 6  # pointer positions this close are one resting place
 SMALL_CHANGE = 0.015  # of the screen: a change this small under an arriving pointer is a hover effect
 ROW_REACH_PX = 480  # a small change this far along the pointer's line still belongs to it (a row's hover controls)
 ON_TEXT_PX = 12  # the pointer this close to a phrase is on it
+FLOW_MATCH_MS = 1500  # a model's step this close in time to an inferred one speaks of the same action
+SURE = 0.5  # an inferred step this confident keeps its own words
+FOCUS_MS = 4000  # a click this shortly before typing began was the click into the field
 APPROACH_MS = 400  # a pointer that moved this shortly before a change it is not seen near caused it
 SCROLL_MIN_PX = 20
 LABEL_REACH_PX = 220  # how far along its line a text may be from the pointer to name what it is on
@@ -120,6 +123,8 @@ def text_at(lines: list[TextBox], point: PointerAt) -> tuple[str, float] | None:
     best: tuple[float, str] | None = None
     for line in row:
         for text, x, width in _phrases(line):
+            if not readable(text):
+                continue
             gap = max(x - point.x, 0, point.x - (x + width))
             if gap <= LABEL_REACH_PX and (best is None or gap < best[0]):
                 best = (gap, text)
@@ -234,8 +239,11 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
 
         if region.height <= TYPING_LINE_PX and (caret_on_line or (out.typing_line is not None
                                                                   and _same_line(out.typing_line, region))):
-            typed = text_on_line(after, region) or None
+            line_so_far = _union(out.typing_line, region) if out.typing_line is not None \
+                and _same_line(out.typing_line, region) else region
+            typed = text_on_line(after, line_so_far) or None
             if out.typing is not None and out.typing_line is not None and _same_line(out.typing_line, region):
+                out.typing_line = line_so_far
                 out.typing.end_timestamp = frame.timestamp
                 out.typing.value = typed or out.typing.value
                 out.typing.frame_index = index
@@ -300,7 +308,63 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
             out.add(index, frame.started, frame.timestamp, "other",
                     f"The screen changed ({_where(frame)}){_outcome(new_text, None)}; no pointer or typing was seen.",
                     0.3, "screen", url=url)
-    return out.steps
+    return _focus_clicks(out.steps)
+
+
+def merge_flow(found: list[Step], flow: list[FlowStep], provider: str) -> list[Step]:
+    """Join what a vision model said the user did with the steps inferred here.
+
+    A model's sentence replaces an inferred step's words where the inference was unsure (the element
+    names the page confirmed are kept); an action the model saw that nothing here matched becomes a
+    step of its own. Steps stay in time order, numbered anew.
+    """
+    merged = [step.model_copy() for step in found]
+
+    def gap(step: Step, said: FlowStep) -> int:
+        return min(abs(said.timestamp - step.timestamp), abs(said.timestamp - step.end_timestamp))
+
+    pairs = sorted((gap(step, said), n, m) for n, step in enumerate(merged) for m, said in enumerate(flow))
+    taken_steps: set[int] = set()
+    taken_said: set[int] = set()
+    for distance, n, m in pairs:  # the closest pairs first, each side used once
+        if distance > FLOW_MATCH_MS or n in taken_steps or m in taken_said:
+            continue
+        taken_steps.add(n)
+        taken_said.add(m)
+        if merged[n].confidence < SURE and merged[n].source != "pointer+page":
+            merged[n].description, merged[n].source = flow[m].action, provider
+            merged[n].confidence = max(merged[n].confidence, 0.6)
+    unmatched = [said for m, said in enumerate(flow) if m not in taken_said]
+    for said in unmatched:
+        merged.append(Step(index=0, timestamp=said.timestamp, end_timestamp=said.timestamp, action="other",
+                           description=said.action, confidence=0.5, source=provider))
+    merged.sort(key=lambda step: step.timestamp)
+    for number, step in enumerate(merged, 1):
+        step.index = number
+    return merged
+
+
+def _focus_clicks(found: list[Step]) -> list[Step]:
+    """A click just before typing, on the line typed into (or nowhere certain), put the caret in that field."""
+    for click, typed in zip(found, found[1:]):
+        if click.action == "click" and typed.action == "type" and typed.timestamp - click.end_timestamp <= FOCUS_MS \
+                and (click.target is None or click.target.name == (typed.target.name if typed.target else None)):
+            field = f" {_quote(typed.target.name)}" if typed.target else ""
+            click.target = typed.target
+            click.description = f"Clicked into the field{field}."
+            click.confidence = max(click.confidence, 0.5)
+    return found
+
+
+def _union(a: Region, b: Region) -> Region:
+    x0, y0 = min(a.x, b.x), min(a.y, b.y)
+    x1, y1 = max(a.x + a.width, b.x + b.width), max(a.y + a.height, b.y + b.height)
+    return Region(x=x0, y=y0, width=x1 - x0, height=y1 - y0)
+
+
+def readable(text: str) -> bool:
+    """Text that reads as words or numbers, not an icon OCR turned into letters ("vU", "|")."""
+    return any(len(w) >= 3 and sum(c.isalpha() for c in w) >= 0.7 * len(w) or w.isdigit() for w in text.split())
 
 
 def _near_line(region: Region, line: Region) -> bool:

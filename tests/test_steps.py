@@ -12,8 +12,8 @@ import pytest
 
 from function import steps
 from function.frames import extract
-from function.models import FrameAnalysis, KeyFrame, PointerAt, Region, TextBox, Word
-from function.steps import PageHit, infer
+from function.models import FlowStep, FrameAnalysis, KeyFrame, PointerAt, Region, TextBox, Word
+from function.steps import PageHit, infer, merge_flow
 from function.vision import LocalProvider, Vision
 
 W, H = 1280, 720
@@ -153,3 +153,16 @@ def test_steps_name_what_the_user_did_on_real_recordings(recordings: Path, name:
     assert [s.timestamp for s in found] == sorted(s.timestamp for s in found)
     assert all(s.frame_index is not None and 0 < s.frame_index < len(key_frames) for s in found)
     assert steps.TYPING_LINE_PX > 0
+
+
+def test_a_vision_models_steps_join_the_inferred_ones() -> None:
+    frames = [frame(0, 0, None), frame(1, 2000, box(600, 300, 40, 40)), frame(2, 4000, box(400, 150, 90, 24),
+                                                                          caret=box(402, 150, 2, 20), caret_ms=3500)]
+    found = infer(frames, [seen(HEADER), seen(HEADER), seen(HEADER, line("milk", 405, 154))])
+    flow = [FlowStep(timestamp=1900, action="Pressed the space bar to start the game"),
+            FlowStep(timestamp=3900, action="Typed something"), FlowStep(timestamp=9000, action="Closed the dialog")]
+    merged = merge_flow(found, flow, "anthropic:claude-test")
+    assert [s.index for s in merged] == [1, 2, 3]
+    assert merged[0].description == "Pressed the space bar to start the game" and merged[0].source == "anthropic:claude-test"
+    assert merged[1].action == "type" and merged[1].value == "milk" and merged[1].source == "keyboard+screen"  # sure: kept
+    assert (merged[2].action, merged[2].timestamp, merged[2].source) == ("other", 9000, "anthropic:claude-test")

@@ -15,13 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from ..models import AriaNode, FlowStep, FrameAnalysis, KeyFrame, Region, TextBox, Word
+from ..models import AriaNode, FrameAnalysis, KeyFrame, Region, TextBox, Word
 from . import ocr
 from .core import Batch, Reading
 
 LOCAL_PROVIDER = "local:tesseract-ocr"
 OCR_MARGIN = 24  # px around a changed region, so words cut by its edge are read whole
 MAX_TEXT_ELEMENTS = 80
+LINE_BAND_PX = 60  # a changed region this short lies within one line of text
 _ERROR_TEXT = re.compile(r"\b(error|failed|failure|exception|invalid|denied|unable|cannot|can't|not found|"
                          r"went wrong|timed? ?out|unavailable|forbidden|unauthori[sz]ed|crash)", re.I)
 
@@ -69,6 +70,8 @@ class LocalProvider:
             return [("screen", (0, 0, frame.width, frame.height))]
         x0, y0 = max(0, region.x - OCR_MARGIN), max(0, region.y - OCR_MARGIN)
         x1 = min(frame.width, region.x + region.width + OCR_MARGIN)
+        if region.height <= LINE_BAND_PX:  # a change within one line (typing): read the whole line, not a piece
+            x0, x1 = 0, frame.width
         y1 = min(frame.height, region.y + region.height + OCR_MARGIN)
         jobs = [("region", (x0, y0, x1 - x0, y1 - y0))]
         if y0 < toolbar[3]:
@@ -136,5 +139,4 @@ class LocalProvider:
                                      words=[Word(text=t, x=x, width=w) for t, x, w in line.words])
                              for line in screen],
             ))
-        flow = [FlowStep(timestamp=f.timestamp, action=a.description) for f, a in zip(frames, analyses)]
-        return Reading(analyses, flow=flow, urls_seen=urls_seen)
+        return Reading(analyses, urls_seen=urls_seen)  # the user's steps are inferred from these (``steps``)
