@@ -19,11 +19,14 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
 from typing import Any, Coroutine
 from urllib.parse import urlsplit
 
 from .egress import BLOCKED_HEADER, GuardProxy
-from .models import Counts, Inspection, Snapshot, trim_lines
+from .models import Counts, Inspection, PageHit, PointerProbe, Snapshot, trim_lines
 from .urlguard import Resolver, check_host, system_resolver
 
 log = logging.getLogger("scope.aria")
@@ -87,6 +90,88 @@ def count_roles(aria_yaml: str) -> Counts:
     return counts
 
 
+# --------------------------------------------------------------------------- the page inside the video
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the page's viewport stands in the video: video px = page px × scale + offset."""
+
+    dx: int
+    dy: int
+    scale: float
+    score: float
+
+    def to_page(self, x: int, y: int) -> tuple[float, float]:
+        return (x - self.dx) / self.scale, (y - self.dy) / self.scale
+
+
+PLACEMENT_SCALES = (1.0, 0.5, 0.75, 2 / 3, 1.25, 1.5, 2.0)  # a kiosk capture may be scaled (HiDPI, a smaller window)
+MIN_PLACEMENT_SCORE = 0.6
+
+
+def place(page: np.ndarray, frame: np.ndarray) -> Placement | None:
+    """Find the page (a viewport screenshot, grayscale) inside the video frame (grayscale).
+
+    A tab capture is the viewport itself; a window capture adds the browser's toolbar above it;
+    a kiosk capture may be scaled. A band of the page's upper half (where the page's own layout
+    sits, the part least likely to differ) is matched at a few scales; the best match places it.
+    """
+    best: Placement | None = None
+    for scale in PLACEMENT_SCALES:
+        width, height = round(page.shape[1] * scale), round(page.shape[0] * scale)
+        if width > frame.shape[1] or height < 40:
+            continue
+        scaled = cv2.resize(page, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        top, bottom = int(height * 0.05), int(height * 0.45)
+        left, right = int(width * 0.05), int(width * 0.95)
+        band = scaled[top:bottom, left:right]
+        if band.shape[0] > frame.shape[0] or band.shape[1] > frame.shape[1] or float(band.std()) < 2.0:
+            continue
+        result = cv2.matchTemplate(frame, band, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (x, y) = cv2.minMaxLoc(result)
+        if best is None or score > best.score:
+            best = Placement(x - left, y - top, scale, float(score))
+    return best if best is not None and best.score >= MIN_PLACEMENT_SCORE else None
+
+
+# What the page has at a point: the nearest element a person would name, its role, accessible name
+# and a selector. A small subset of the accessible-name computation: labels, ARIA, alt, title, text.
+_HIT_TEST_JS = r"""(points) => points.map(([x, y]) => {
+  const hit = document.elementFromPoint(x, y);
+  if (!hit) return null;
+  const actionable = 'a[href],button,input,select,textarea,summary,label,[role],[onclick],[tabindex],' +
+                     'li,td,th,h1,h2,h3,h4,h5,h6,option';
+  const el = hit.closest(actionable) || hit;
+  const tag = el.tagName.toLowerCase();
+  const type = (el.getAttribute('type') || 'text').toLowerCase();
+  const implicit = {a: 'link', button: 'button', select: 'combobox', textarea: 'textbox', summary: 'button',
+                    li: 'listitem', td: 'cell', th: 'columnheader', option: 'option', label: 'label',
+                    h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', h5: 'heading', h6: 'heading'};
+  let role = el.getAttribute('role') || implicit[tag] || tag;
+  if (tag === 'input') role = {checkbox: 'checkbox', radio: 'radio', search: 'searchbox', range: 'slider',
+                               button: 'button', submit: 'button', reset: 'button'}[type] || 'textbox';
+  const text = (node) => (node ? (node.innerText || node.textContent || '') : '').replace(/\s+/g, ' ').trim();
+  let name = el.getAttribute('aria-label') || '';
+  if (!name && el.getAttribute('aria-labelledby')) {
+    name = el.getAttribute('aria-labelledby').split(/\s+/).map((id) => text(document.getElementById(id))).join(' ');
+  }
+  if (!name && el.labels && el.labels.length) name = text(el.labels[0]);
+  if (!name) name = el.getAttribute('alt') || el.getAttribute('title') || el.getAttribute('placeholder') || '';
+  if (!name && !['input', 'select', 'textarea'].includes(tag)) name = text(el);
+  if (!name) { const row = el.closest('li,tr,label'); if (row && row !== el) name = text(row); }
+  const path = [];
+  for (let node = el; node && node.nodeType === 1 && path.length < 4; node = node.parentElement) {
+    if (node.id) { path.unshift('#' + CSS.escape(node.id)); break; }
+    let part = node.tagName.toLowerCase();
+    const same = node.parentElement ? [...node.parentElement.children].filter((c) => c.tagName === node.tagName) : [];
+    if (same.length > 1) part += ':nth-of-type(' + (same.indexOf(node) + 1) + ')';
+    path.unshift(part);
+  }
+  return {role: role, name: name.slice(0, 120), selector: path.join(' > ')};
+})"""
+
+
 class Inspector:
     """Owns the browser; ``inspect`` is safe to call from any thread."""
 
@@ -128,6 +213,18 @@ class Inspector:
     def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection:
         """Open each URL in a fresh context and snapshot it; never raises for a page's failure."""
         return self._run(self._inspect(urls), timeout_s)
+
+    def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
+               timeout_s: float | None = None) -> list[PageHit]:
+        """What the live page at ``url`` has under each probe of the recording; [] when it cannot be placed.
+
+        The page is opened at the video's size, found inside the first frame (``place``), and each
+        point hit-tested. A page that will not load, or that the recording does not show, gives no hits.
+        """
+        frame = cv2.imdecode(np.frombuffer(frame_png, np.uint8), cv2.IMREAD_GRAYSCALE) if frame_png else None
+        if frame is None or not probes:
+            return []
+        return self._run(self._locate(url, frame, probes), timeout_s)
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread
@@ -184,6 +281,36 @@ class Inspector:
             log.warning("the browser died (%s); starting a new one", type(exc).__name__)
             self._browser = None
             return await self._inspect_once(urls)
+
+    async def _locate(self, url: str, frame: np.ndarray, probes: list[PointerProbe]) -> list[PageHit]:
+        browser = await self._ensure_browser()
+        height, width = frame.shape[:2]
+        context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=False,
+                                            service_workers="block")
+        try:
+            await context.route("**/*", self._guard_route)
+            page = await context.new_page()
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+            try:
+                response = await page.goto(url, wait_until="load", timeout=self.settings.page_timeout_s * 1000)
+                if response is not None and response.headers.get(BLOCKED_HEADER.lower()):
+                    return []
+                with contextlib.suppress(Exception):  # a busy network is not a failure
+                    await page.wait_for_load_state("networkidle", timeout=NETWORK_QUIET_WAIT_S * 1000)
+                shot = await page.screenshot(type="png", timeout=self.settings.page_timeout_s * 1000)
+            except Exception as exc:  # noqa: BLE001 - a page that will not load grounds nothing
+                log.info("could not open %s to ground the steps: %s", url, type(exc).__name__)
+                return []
+            placement = place(cv2.imdecode(np.frombuffer(shot, np.uint8), cv2.IMREAD_GRAYSCALE), frame)
+            if placement is None:
+                return []
+            points = [placement.to_page(p.x, p.y) for p in probes]
+            found = await page.evaluate(_HIT_TEST_JS, [[x, y] for x, y in points])
+        finally:
+            with contextlib.suppress(Exception):
+                await context.close()
+        return [PageHit(p.frame_index, p.x, p.y, str(f["role"]), str(f["name"]), str(f["selector"]) or None)
+                for p, f in zip(probes, found) if isinstance(f, dict) and f.get("role")]
 
     async def _inspect_once(self, urls: list[str]) -> Inspection:
         started = time.monotonic()

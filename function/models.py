@@ -495,6 +495,30 @@ class SessionCreate(Body):
     url_count: Count = Field(default=0, description=_COUNT)
 
 
+# --------------------------------------------------------------------------- the live page at a point
+
+
+@dataclass(frozen=True)
+class PageHit:
+    """The element the live page has where a key frame shows the pointer: role, accessible name, selector."""
+
+    frame_index: int
+    x: int  # video px
+    y: int
+    role: str
+    name: str
+    selector: str | None = None
+
+
+@dataclass(frozen=True)
+class PointerProbe:
+    """A point of a key frame to look up on the live page (video px)."""
+
+    frame_index: int
+    x: int
+    y: int
+
+
 # --------------------------------------------------------------------------- one recording's way through
 
 
@@ -531,10 +555,12 @@ class RecordingEvidence:
     inspection: Inspection
     started: float  # time.monotonic() when processing began
     steps: list[Step] = field(default_factory=list)  # the user's actions, key frames by index
+    hits: list[PageHit] = field(default_factory=list)  # what the live page has under the pointer
+    grounding_warnings: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
         pages = [f"page {s.url} could not be inspected: {s.error}" for s in self.inspection.snapshots if not s.success]
-        return self.video.warnings + pages
+        return self.video.warnings + pages + self.grounding_warnings
 
 

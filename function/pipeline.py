@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from . import frames as frames_lane
 from . import steps as steps_inference
 from .config import Config
-from .models import Inspection, RecordingEvidence, RecordingRequest, VideoEvidence
+from .models import Inspection, PageHit, PointerProbe, RecordingEvidence, RecordingRequest, VideoEvidence
 from .urlguard import Resolver, decide, system_resolver
 from .vision import Analyser
 
@@ -38,6 +38,9 @@ class PipelineTimeout(TimeoutError):
 
 class Browser(Protocol):
     def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection: ...
+
+    def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
+               timeout_s: float | None = None) -> list[PageHit]: ...
 
     def close(self) -> None: ...
 
@@ -121,8 +124,39 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
+        hits, problems = ground(video, inspection, lanes, pool, left)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    steps = steps_inference.merge_flow(steps_inference.infer(video.key_frames, video.vision.analyses),
+    steps = steps_inference.merge_flow(steps_inference.infer(video.key_frames, video.vision.analyses, hits),
                                        video.vision.flow, video.vision.provider)
-    return RecordingEvidence(video, inspection, started, steps)
+    return RecordingEvidence(video, inspection, started, steps, hits, problems)
+
+
+def ground(video: VideoEvidence, inspection: Inspection, lanes: Lanes, pool: ThreadPoolExecutor,
+           left: Callable[[], float]) -> tuple[list[PageHit], list[str]]:
+    """Look up, on each inspected page, what is under the pointer where the recording shows it acting.
+
+    Each page is placed inside the first key frame that shows it (the seed: the first frame). The
+    steps are named from the screen where this fails, so a failure is a warning, not an error.
+    """
+    probes = steps_inference.pointer_probes(video.key_frames)
+    opened = [s.url for s in inspection.snapshots if s.success]
+    if not probes or not opened or not video.key_frames:
+        return [], []
+    urls = [a.url for a in video.vision.analyses]
+    by_page: dict[str, tuple[int, list[PointerProbe]]] = {}
+    for probe in probes:
+        url = urls[probe.frame_index] if urls[probe.frame_index] in opened else opened[0]
+        first = next((n for n, u in enumerate(urls) if u == url), 0) if url != opened[0] else 0
+        by_page.setdefault(url, (first, []))[1].append(probe)
+    hits: list[PageHit] = []
+    problems: list[str] = []
+    budget = lanes.config.page_timeout_s * 2
+    for url, (first, page_probes) in by_page.items():
+        job = pool.submit(lanes.browser.locate, url, video.key_frames[first].png, page_probes, min(left(), budget))
+        try:
+            hits += job.result(timeout=min(left(), budget) + 1)
+        except Exception as exc:  # noqa: BLE001 - grounding is an improvement, never a reason to fail
+            problems.append(f"the steps on {url} could not be checked against the live page ({type(exc).__name__}); "
+                            "they are named from the screen")
+    return hits, problems

@@ -21,16 +21,18 @@ OCR merely lost is not said to have disappeared.
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import dataclass
+import re
 from urllib.parse import urlsplit
 
-from .models import FlowStep, FrameAnalysis, KeyFrame, PointerAt, Region, Step, StepTarget, TextBox, Word
+from .models import (FlowStep, FrameAnalysis, KeyFrame, PageHit, PointerAt, PointerProbe, Region, Step, StepTarget,
+                     TextBox, Word)
 
 TYPING_LINE_PX = 56  # a changed region this short is one line of text
 CARET_MEMORY_MS = 8000  # a caret seen this recently still marks the focused field
 ROW_SLACK_PX = 14  # two regions whose vertical centres are this close are on one line
-POINTER_NEAR_PX = 64  # a change this close to the pointer is the pointer's doing
+POINTER_NEAR_PX = 96  # a change this close to the pointer is the pointer's doing
 CLICK_STILL_MS = 100  # a pointer at rest this long before the change clicked; less: the change came on arrival
 STILL_PX = 6  # pointer positions this close are one resting place
 SMALL_CHANGE = 0.015  # of the screen: a change this small under an arriving pointer is a hover effect
@@ -39,22 +41,12 @@ ON_TEXT_PX = 12  # the pointer this close to a phrase is on it
 FLOW_MATCH_MS = 1500  # a model's step this close in time to an inferred one speaks of the same action
 SURE = 0.5  # an inferred step this confident keeps its own words
 FOCUS_MS = 4000  # a click this shortly before typing began was the click into the field
-APPROACH_MS = 400  # a pointer that moved this shortly before a change it is not seen near caused it
+APPROACH_MS = 400
+FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}  # what a click puts a caret in
+GLYPH_STEP_PX = 60  # typed letters between two samples advance the line by at most this much
+REST_BEFORE_MS = 1000  # a pointer that came to rest this shortly before a change elsewhere clicked it  # a pointer that moved this shortly before a change it is not seen near caused it
 SCROLL_MIN_PX = 20
 LABEL_REACH_PX = 220  # how far along its line a text may be from the pointer to name what it is on
-
-
-@dataclass(frozen=True)
-class PageHit:
-    """What the live page has at a point of a key frame: the element's role, accessible name and selector."""
-
-    frame_index: int
-    x: int
-    y: int
-    role: str
-    name: str
-    selector: str | None = None
-    matches_video: bool = True  # False when the page's state differs from the frame (a menu closed live)
 
 
 def _centre_y(region: Region) -> float:
@@ -143,6 +135,7 @@ class _Builder:
         self.steps: list[Step] = []
         self.typing: Step | None = None  # the typing step still open, and the line it is on
         self.typing_line: Region | None = None
+        self.clicked: PointerAt | None = None  # where the last click was, while nothing else happened
 
     def add(self, frame_index: int, started: int, ended: int, action: str, description: str, confidence: float,
             source: str, target: StepTarget | None = None, value: str | None = None,
@@ -158,18 +151,44 @@ class _Builder:
 
 
 def _target(hits: dict[int, PageHit], index: int, lines: list[TextBox],
-            point: PointerAt | None) -> tuple[StepTarget | None, str, float]:
-    """The element acted on, its phrase for a sentence, and how sure we are of it."""
-    hit = hits.get(index)
-    if hit is not None and hit.name:
-        phrase = f"the {hit.role} {_quote(hit.name)}"
-        return StepTarget(role=hit.role, name=hit.name, selector=hit.selector), phrase, 0.85 if hit.matches_video else 0.6
+            point: PointerAt | None) -> tuple[StepTarget | None, str, float, bool]:
+    """The element acted on, its phrase for a sentence, how sure we are of it, and whether the page named it.
+
+    The live page names the element when its name agrees with the text the recording shows there,
+    or when the recording shows none; when they disagree the page is in another state than the
+    recording (a menu open in the video, closed live) and the screen's text is kept, less sure.
+    """
     found = text_at(lines, point) if point is not None else None
+    hit = hits.get(index)
+    if hit is not None and hit.name and (found is None or _agree(hit.name, found[0])):
+        phrase = f"the {hit.role} {_quote(hit.name)}"
+        sure = 0.85 if found is not None else 0.65
+        return StepTarget(role=hit.role, name=hit.name, selector=hit.selector), phrase, sure, True
     if found:
         label, gap = found
         phrase = _quote(label) if gap <= ON_TEXT_PX else f"the control next to {_quote(label)}"
-        return StepTarget(role="text", name=label), phrase, 0.6 if gap <= ON_TEXT_PX else 0.45
-    return None, "the screen", 0.35
+        sure = (0.6 if gap <= ON_TEXT_PX else 0.45) - (0.1 if hit is not None else 0.0)
+        return StepTarget(role="text", name=label), phrase, sure, False
+    return None, "the screen", 0.35, False
+
+
+def _agree(name: str, seen: str) -> bool:
+    """Do the page's name and the text read off the screen speak of the same thing (OCR slips allowed)?"""
+    a, b = name.lower(), seen.lower()
+    if a in b or b in a:
+        return True
+    return _shares_word(a, b) or difflib.SequenceMatcher(None, a, b).ratio() >= 0.7
+
+
+def pointer_probes(frames: list[KeyFrame]) -> list[PointerProbe]:
+    """The points worth looking up on the live page: where the pointer was when it caused a change."""
+    probes = []
+    for index, frame in enumerate(frames[1:], 1):
+        if frame.changed_region is not None:
+            point = _pointer_for(frame, frame.changed_region)
+            if point is not None:
+                probes.append(PointerProbe(index, point.x, point.y))
+    return probes
 
 
 def _pointer_for(frame: KeyFrame, region: Region) -> PointerAt | None:
@@ -179,10 +198,22 @@ def _pointer_for(frame: KeyFrame, region: Region) -> PointerAt | None:
         small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
         return _near(p, region, POINTER_NEAR_PX) or (same_line and small and _distance(p, region) <= ROW_REACH_PX)
 
+    # Where it rested before the change first, then where it was as the change began (a change can
+    # itself look like the pointer moving), then its last place near the change.
+    resting = [p for p in frame.pointer_path if p.ms < frame.started]
+    if resting and near(resting[-1]):
+        return resting[-1]
     if frame.pointer is not None and near(frame.pointer):
         return frame.pointer
     before = [p for p in frame.pointer_path if p.ms <= frame.started + 100 and near(p)]
-    return before[-1] if before else None
+    if before:
+        return before[-1]
+    # A click whose result shows elsewhere (a dialog, a panel): where the pointer came to rest just before.
+    recent = [p for p in frame.pointer_path if frame.started - REST_BEFORE_MS <= p.ms < frame.started]
+    for earlier, later in zip(reversed(recent[:-1]), reversed(recent)):
+        if abs(earlier.x - later.x) <= STILL_PX and abs(earlier.y - later.y) <= STILL_PX:
+            return later
+    return None
 
 
 def _rested_ms(frame: KeyFrame, point: PointerAt) -> int:
@@ -237,8 +268,12 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
                     value=direction, url=url)
             continue
 
-        if region.height <= TYPING_LINE_PX and (caret_on_line or (out.typing_line is not None
-                                                                  and _same_line(out.typing_line, region))):
+        continuing = out.typing_line is not None and _same_line(out.typing_line, region)
+        into_field = out.clicked is not None and abs(out.clicked.y - _centre_y(region)) <= region.height \
+            and region.x - POINTER_NEAR_PX <= out.clicked.x <= region.x + region.width + POINTER_NEAR_PX \
+            and out.steps[-1].target is not None and out.steps[-1].target.role in FIELD_ROLES
+        if region.height <= TYPING_LINE_PX and (caret_on_line or continuing or into_field
+                                                or _looks_typed(frame, region, before, after)):
             line_so_far = _union(out.typing_line, region) if out.typing_line is not None \
                 and _same_line(out.typing_line, region) else region
             typed = text_on_line(after, line_so_far) or None
@@ -271,18 +306,28 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
                         "keyboard+screen", target=out.typing.target, value="Enter", url=url)
                 out.close_typing()
                 continue
+        if out.typing is not None and not _moved_since(frame, out.typing.end_timestamp):
+            out.add(index, frame.started, frame.timestamp, "key",
+                    f"Pressed Enter (most likely: the change came right after typing, the pointer still)"
+                    f"{_outcome(new_text, new_url)}.", 0.5, "keyboard+screen", target=out.typing.target,
+                    value="Enter", url=url)
+            out.close_typing()
+            continue
         out.close_typing()
+        if not (region.height <= TYPING_LINE_PX):
+            out.clicked = None
 
         point = _pointer_for(frame, region)
         if point is not None:
-            target, phrase, confidence = _target(by_frame, index, before or after, point)
+            target, phrase, confidence, from_page = _target(by_frame, index, before or after, point)
             small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
-            source = "pointer+page" if index in by_frame else "pointer+screen"
+            source = "pointer+page" if from_page else "pointer+screen"
             if _rested_ms(frame, point) >= CLICK_STILL_MS or new_url or not small or new_text:
                 gone = _removed(before, after, point)
                 outcome = f"; the row {_quote(gone, 60)} was removed" if gone else _outcome(new_text, new_url)
                 out.add(index, frame.started, frame.timestamp, "click", f"Clicked {phrase}{outcome}.", confidence,
                         source, target=target, url=new_url or url, value=new_url)
+                out.clicked = point
             else:
                 out.add(index, frame.started, frame.timestamp, "hover",
                         f"Moved the pointer over {phrase}; a small control appeared {_where_near(point, region)}.",
@@ -367,14 +412,35 @@ def readable(text: str) -> bool:
     return any(len(w) >= 3 and sum(c.isalpha() for c in w) >= 0.7 * len(w) or w.isdigit() for w in text.split())
 
 
+def _moved_since(frame: KeyFrame, ms: int) -> bool:
+    """Did the pointer travel (more than a twitch) between ``ms`` and this change?"""
+    moves = [p for p in frame.pointer_path if ms <= p.ms <= frame.started]
+    return len(moves) >= 2 and max(abs(a.x - b.x) + abs(a.y - b.y) for a, b in zip(moves, moves[1:])) > 40
+
+
+def _looks_typed(frame: KeyFrame, region: Region, before: list[TextBox], after: list[TextBox]) -> bool:
+    """A one-line change that is text being typed: the line's text grew, or the "pointer" the extractor
+    followed during the change was the new letters marching right along that line."""
+    line = Region(x=0, y=region.y, width=frame.width, height=region.height)
+    was, now = text_on_line(before, line).lower(), text_on_line(after, line).lower()
+    if was and now and now != was and len(now) > len(was) and now.startswith(was[: min(len(was), 4)]):
+        return True
+    trail = [p for p in frame.pointer_path if p.ms >= frame.started - 200]
+    on_line = [p for p in trail if abs(p.y - _centre_y(region)) <= region.height]
+    # Letters appear a few pixels to the right of the last ones: the last two "pointer" steps show it.
+    return (len(trail) >= 2 and len(on_line) >= 0.6 * len(trail) and len(on_line) >= 2
+            and 0 < on_line[-1].x - on_line[-2].x <= GLYPH_STEP_PX)
+
+
 def _near_line(region: Region, line: Region) -> bool:
     """Does the change take in the typed line (and go beyond it)?"""
     return region.y <= line.y + line.height and line.y <= region.y + region.height
 
 
 def _shares_word(a: str, b: str) -> bool:
-    words = {w for w in a.lower().split() if len(w) > 2}
-    return bool(words & {w for w in b.lower().split() if len(w) > 2})
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"\w+", text.lower()) if len(w) > 2}
+    return bool(words(a) & words(b))
 
 
 def _outcome(new_text: list[str], new_url: str | None) -> str:

@@ -12,8 +12,8 @@ import pytest
 
 from function import steps
 from function.frames import extract
-from function.models import FlowStep, FrameAnalysis, KeyFrame, PointerAt, Region, TextBox, Word
-from function.steps import PageHit, infer, merge_flow
+from function.models import FlowStep, FrameAnalysis, KeyFrame, PageHit, PointerAt, Region, TextBox, Word
+from function.steps import infer, merge_flow
 from function.vision import LocalProvider, Vision
 
 W, H = 1280, 720
@@ -114,17 +114,23 @@ def test_navigation_states_only_urls_with_a_real_host() -> None:
     assert all("0.1:8766" not in (s.value or "") + s.description + (s.url or "") for s in found)
 
 
-def test_the_live_page_names_the_element_when_it_matched() -> None:
+def test_the_live_page_names_the_element_when_it_agrees_with_the_recording() -> None:
     at = PointerAt(2800, 150, 300)
     frames = [frame(0, 0, None), frame(1, 3000, box(100, 280, 300, 200), started=2900, pointer=at,
                                       pointer_path=[PointerAt(2700, 500, 500), at], pointer_still_ms=100)]
     hits = [PageHit(frame_index=1, x=150, y=300, role="link", name="Components", selector="nav >> text=Components")]
     found = infer(frames, [seen(HEADER, line("Cmponents", 120, 294)), seen(HEADER)], hits)
     assert found[0].target is not None and (found[0].target.role, found[0].target.name) == ("link", "Components")
+    assert found[0].target.selector == "nav >> text=Components"
     assert found[0].source == "pointer+page" and found[0].confidence >= 0.8
     assert found[0].description.startswith("Clicked the link \u201cComponents\u201d")
-    stale = [PageHit(frame_index=1, x=150, y=300, role="link", name="Components", matches_video=False)]
-    assert infer(frames, [seen(HEADER), seen(HEADER)], stale)[0].confidence < found[0].confidence
+    # Nothing readable there in the recording: the page's name, less sure.
+    unread = infer(frames, [seen(HEADER), seen(HEADER)], hits)[0]
+    assert unread.target.name == "Components" and unread.confidence < found[0].confidence
+    # The live page has something else there (another state): the recording's text stands, less sure.
+    other = [PageHit(frame_index=1, x=150, y=300, role="button", name="Sign in")]
+    differs = infer(frames, [seen(HEADER, line("Components", 120, 294)), seen(HEADER)], other)[0]
+    assert differs.target.name == "Components" and differs.source == "pointer+screen" and differs.confidence < 0.6
 
 
 def test_a_change_nothing_explains_is_said_plainly() -> None:

@@ -43,6 +43,10 @@ def _quote(texts: list[str], limit: int = 4) -> str:
     return shown + (f" and {len(texts) - limit} more" if len(texts) > limit else "")
 
 
+def _boxes_overlap(a: ocr.TextLine, b: ocr.TextLine) -> bool:
+    return a.x < b.x + b.width and b.x < a.x + a.width and a.y < b.y + b.height and b.y < a.y + a.height
+
+
 def _overlaps(line: ocr.TextLine, region: Region, margin: int) -> bool:
     return (line.x < region.x + region.width + margin and region.x - margin < line.x + line.width
             and line.y < region.y + region.height + margin and region.y - margin < line.y + line.height)
@@ -70,10 +74,10 @@ class LocalProvider:
             return [("screen", (0, 0, frame.width, frame.height))]
         x0, y0 = max(0, region.x - OCR_MARGIN), max(0, region.y - OCR_MARGIN)
         x1 = min(frame.width, region.x + region.width + OCR_MARGIN)
-        if region.height <= LINE_BAND_PX:  # a change within one line (typing): read the whole line, not a piece
-            x0, x1 = 0, frame.width
         y1 = min(frame.height, region.y + region.height + OCR_MARGIN)
         jobs = [("region", (x0, y0, x1 - x0, y1 - y0))]
+        if region.height <= LINE_BAND_PX:  # a change within one line (typing): read the whole line too
+            jobs.append(("line", (0, y0, frame.width, y1 - y0)))
         if y0 < toolbar[3]:
             jobs.append(("toolbar", toolbar))
         return jobs
@@ -105,8 +109,14 @@ class LocalProvider:
                 fresh = screen
             else:
                 region = frame.changed_region
-                kept = [line for line in screen if not _overlaps(line, region, 4)]
-                fresh = reads["region"]
+                # A one-line change is read along the whole line too: that read wins where it has the
+                # text (typing changes a line beyond the region's crop, which holds only the last letters),
+                # the region's own read fills in where the line's read found nothing.
+                band = reads.get("line", [])
+                own = [line for line in reads["region"] if not any(_boxes_overlap(line, other) for other in band)]
+                kept = [line for line in screen if not _overlaps(line, region, 4)
+                        and not any(_boxes_overlap(line, other) for other in band)]
+                fresh = band + own
                 screen = sorted(kept + fresh, key=lambda line: (line.y, line.x))
             toolbar_lines = reads.get("toolbar", screen if "screen" in reads else [])
             found = ocr.address_bar_url(toolbar_lines, frame.height, self.default_scheme) if toolbar_lines else None
