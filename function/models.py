@@ -321,8 +321,11 @@ class LaneTimings(Model):
     video_ms: int = 0
     vision_ms: int = 0
     browser_ms: int = 0
+    grounding_ms: int = 0  # the pages opened again to name the elements under the pointer
     prompt_ms: int = 0
     store_ms: int = 0
+    video_span: list[int] = Field(default_factory=list)  # [start, end] ms after processing began
+    browser_span: list[int] = Field(default_factory=list)  # the seed page's inspection, likewise
 
 
 class Session(Model):
@@ -557,6 +560,7 @@ class RecordingEvidence:
     steps: list[Step] = field(default_factory=list)  # the user's actions, key frames by index
     hits: list[PageHit] = field(default_factory=list)  # what the live page has under the pointer
     grounding_warnings: list[str] = field(default_factory=list)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # lane → (start, end) ms after ``started``
 
     @property
     def warnings(self) -> list[str]:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from . import frames as frames_lane
@@ -26,6 +26,7 @@ from .urlguard import Resolver, decide, system_resolver
 from .vision import Analyser
 
 log = logging.getLogger("scope.pipeline")
+T = TypeVar("T")
 
 
 class UrlNotAllowed(ValueError):
@@ -108,11 +109,21 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
     def left() -> float:
         return max(0.0, deadline - time.monotonic())
 
+    spans: dict[str, tuple[int, int]] = {}
+
+    def timed(name: str, fn: Callable[..., T], *args: object) -> T:
+        """Run a lane and keep when it ran, so its overlap with the other lane can be seen."""
+        begun = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            spans[name] = (int((begun - started) * 1000), int((time.monotonic() - started) * 1000))
+
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
-        video_future = pool.submit(video_lane, request.video_path, config, lanes.analyser, stop)
-        browser_future = pool.submit(lanes.browser.inspect, [request.seed_url], config.deadline_s)
+        video_future = pool.submit(timed, "video", video_lane, request.video_path, config, lanes.analyser, stop)
+        browser_future = pool.submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
         try:
             video = video_future.result(timeout=left())
             inspection = browser_future.result(timeout=left())
@@ -124,12 +135,12 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
-        hits, problems = ground(video, inspection, lanes, pool, left)
+        hits, problems = timed("grounding", ground, video, inspection, lanes, pool, left)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     steps = steps_inference.merge_flow(steps_inference.infer(video.key_frames, video.vision.analyses, hits),
                                        video.vision.flow, video.vision.provider)
-    return RecordingEvidence(video, inspection, started, steps, hits, problems)
+    return RecordingEvidence(video, inspection, started, steps, hits, problems, spans)
 
 
 def ground(video: VideoEvidence, inspection: Inspection, lanes: Lanes, pool: ThreadPoolExecutor,

@@ -211,10 +211,14 @@ def build_sections(ev: Evidence, level: int) -> Sections:
         omitted.append(f"{len(ev.frames) - frame_count} of {len(ev.frames)} key frames ({api} lists them all)")
     frames = []
     for f in chosen:
-        d = f.diff_summary
-        changed = ", ".join(f"{n.role} \"{one_line(n.name, 40)}\" {n.diff_status}" for n in f.aria_tree if n.diff_status)
-        line = f"- {seconds(f.timestamp)} frame {f.id}: {one_line(f.analysis.description, 240)}"
-        line += f" [elements +{d.added} ~{d.changed} -{d.removed}" + (f": {one_line(changed, 160)}" if changed else "") + "]"
+        if ev.steps:  # the steps already say what each frame shows: the frame is a reference to its image
+            line = f"- {seconds(f.timestamp)} frame {f.id}"
+        else:
+            d = f.diff_summary
+            changed = ", ".join(f"{n.role} \"{one_line(n.name, 40)}\" {n.diff_status}"
+                                for n in f.aria_tree if n.diff_status)
+            line = f"- {seconds(f.timestamp)} frame {f.id}: {one_line(f.analysis.description, 240)}"
+            line += f" [elements +{d.added} ~{d.changed} -{d.removed}" + (f": {one_line(changed, 160)}" if changed else "") + "]"
         if f.url:
             line += f" url {f.url}"
         line += f" image {f.thumbnail_url.split('?')[0]}"
@@ -222,7 +226,8 @@ def build_sections(ev: Evidence, level: int) -> Sections:
 
     texts = []
     for f in ev.frames:
-        text = one_line(f.analysis.visible_text, 400)
+        # With steps, only what looks wrong is worth repeating; the rest of the screen's text is in the steps.
+        text = "" if ev.steps else one_line(f.analysis.visible_text, 400)
         anomalies = [one_line(a, 200) for a in f.analysis.anomalies]
         if text or anomalies:
             entry = f"[{seconds(f.timestamp)}]" + (f" on screen: {text}" if text else "")

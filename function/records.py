@@ -173,9 +173,11 @@ class Records:
             session.objects = self._save_objects(session, request, evidence)
             trim_for_record(evidence.inspection)
             finished = time.monotonic()
+            grounding = evidence.spans.get("grounding", (0, 0))
             session.timings = LaneTimings(
                 video_ms=evidence.video.video_ms, vision_ms=evidence.video.vision_ms,
-                browser_ms=evidence.inspection.duration_ms,
+                browser_ms=evidence.inspection.duration_ms, grounding_ms=grounding[1] - grounding[0],
+                video_span=list(evidence.spans.get("video", ())), browser_span=list(evidence.spans.get("browser", ())),
                 prompt_ms=int((store_started - prompt_started) * 1000),
                 store_ms=int((finished - store_started) * 1000),
             )

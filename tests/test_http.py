@@ -62,3 +62,20 @@ def test_paging_header(tmp_path: Path) -> None:
     rest = client.get(f"/sessions?limit=2&pageToken={first.headers['X-Next-Page-Token']}")
     assert len(rest.get_json()) == 1 and "X-Next-Page-Token" not in rest.headers
     assert len(client.get("/sessions").get_json()) == 3
+
+
+def test_patch_obeys_the_uploads_text_rules(tmp_path: Path) -> None:
+    """One declaration of the rules: a PATCHed title is normalised and checked like an uploaded one."""
+    client = client_for(tmp_path, lambda r: None)
+    sid = client.post("/sessions", json={"title": "ok"}).get_json()["id"]
+    decomposed = "Cafe\u0301 order"  # e + combining acute: NFC makes it one character
+    patched = client.patch(f"/sessions/{sid}", json={"title": f"  {decomposed}  "})
+    assert patched.status_code == 200 and patched.get_json()["title"] == "Caf\u00e9 order"
+    for bad in ("line\nbreak", "nul\x00byte", "c1\x85control", "x" * 501, "   ", 5, None):
+        answer = client.patch(f"/sessions/{sid}", json={"title": bad})
+        assert answer.status_code == 400 and answer.get_json()["field"] == "title", bad
+    assert client.patch(f"/sessions/{sid}", json={"notes": "two\nlines"}).status_code == 200
+    assert client.patch(f"/sessions/{sid}", json={"frame_count": 3}).get_json()["code"] == "INVALID_FIELD"  # camelCase only
+    assert client.patch(f"/sessions/{sid}", json={"frameCount": True}).get_json()["field"] == "frameCount"
+    assert client.patch(f"/sessions/{sid}", json={"urlCount": 2**63}).get_json()["field"] == "urlCount"
+    assert client.post("/sessions", json={"title": "a\u2028b\nc"}).get_json()["code"] == "INVALID_FIELD"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from function.models import (AGENT_TARGETS, AriaNode, Counts, DiffSummary, FlowStep, Frame, FrameAnalysis,
+from function.models import (AGENT_TARGETS, AriaNode, Counts, DiffSummary, FlowStep, Frame, FrameAnalysis, Step, StepTarget,
                              Inspection, Snapshot)
 from function.prompts import Evidence, estimate_tokens, fence, render, trim_aria
 
@@ -165,3 +165,21 @@ def test_trim_aria_keeps_interactive_elements_first() -> None:
     trimmed, _ = trim_aria(links, 30)
     assert 'link "Product 4"' in trimmed and 'link "Product 5"' not in trimmed
     assert "- … 135 more listitem" in trimmed
+
+
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_steps_lead_and_nothing_is_said_twice(target: str) -> None:
+    ev = evidence()
+    ev.steps = [Step(index=1, timestamp=2200, end_timestamp=2400, action="type", value="milk",
+                     target=StepTarget(role="textbox", name="What needs to be done?"), frame_id="frm_00000001",
+                     description="Typed \u201cmilk\u201d into the field.", confidence=0.7, source="keyboard+screen"),
+                Step(index=2, timestamp=4900, end_timestamp=5100, action="key", value="Enter", frame_id="frm_00000002",
+                     description="Pressed Enter; \u201cmilk\u201d appeared.", confidence=0.7, source="keyboard+screen")]
+    prompt = render(target, ev)
+    assert "1. [2.2s] Typed \u201cmilk\u201d into the field. (frame frm_00000001)" in prompt
+    assert prompt.count("Pressed Enter; \u201cmilk\u201d appeared.") == 1
+    assert "frame 1 description" not in prompt and "frame 2 description" not in prompt  # pixel prose is gone
+    assert "typed 'milk' and pressed Enter" not in prompt  # the steps replace the flow
+    if target != "CURSOR":
+        assert "Error: could not save" in prompt  # what looks wrong is still evidence
+        assert "/sessions/sess_TEST0001/frames/frm_00000002" in prompt
