@@ -160,6 +160,14 @@ class Region(Model):
     width: int
     height: int
 
+    def place_in(self, width: int, height: int) -> str:
+        """Where the region sits on a screen of that size, as a person says it: "the top left"."""
+        cx = (self.x + self.width / 2) / max(width, 1)
+        cy = (self.y + self.height / 2) / max(height, 1)
+        vertical = "top" if cy < 1 / 3 else "middle" if cy < 2 / 3 else "bottom"
+        horizontal = "left" if cx < 1 / 3 else "centre" if cx < 2 / 3 else "right"
+        return f"the {vertical} {horizontal}"
+
 
 class AriaNode(Model):
     """A UI element seen in a frame (by vision) with its state against the previous frame."""

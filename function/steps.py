@@ -461,10 +461,4 @@ def _where_near(point: PointerAt, region: Region) -> str:
 
 def _where(frame: KeyFrame) -> str:
     region = frame.changed_region
-    if region is None:
-        return "the whole screen"
-    cx = (region.x + region.width / 2) / max(frame.width, 1)
-    cy = (region.y + region.height / 2) / max(frame.height, 1)
-    vertical = "top" if cy < 1 / 3 else "middle" if cy < 2 / 3 else "bottom"
-    horizontal = "left" if cx < 1 / 3 else "centre" if cx < 2 / 3 else "right"
-    return f"the {vertical} {horizontal} of the screen"
+    return "the whole screen" if region is None else f"{region.place_in(frame.width, frame.height)} of the screen"

@@ -219,6 +219,8 @@ def test_error_text_on_screen_is_an_anomaly() -> None:
     ("localhost:3000/login?next=/a", "http://localhost:3000/login?next=/a"),
     ("https://shop.example.org/cart", "https://shop.example.org/cart"),
     ("I27.O.O.1:80", None),
+    ("0.1:8766/tables.html", None),  # an address cut short by the crop: not a host
+    ("127.0.0.1:8766/tables.html", "http://127.0.0.1:8766/tables.html"),
     ("Todomvc:", None),
     ("hello", None),
 ])
@@ -235,3 +237,21 @@ def test_element_diff_reports_added_changed_and_removed() -> None:
     assert (summary.added, summary.changed, summary.removed) == (1, 1, 1)
     assert {(n.role, n.diff_status) for n in marked} == {
         ("checkbox", "changed"), ("button", None), ("link", "added"), ("text", "removed")}
+
+
+@pytest.mark.parametrize("size,toolbar,app_bar", [((1280, 720), 87, 0), ((1920, 1080), 87, 64), ((1280, 720), 0, 40)])
+def test_the_browser_toolbar_is_found_by_its_edge_not_a_fixed_share(size: tuple[int, int], toolbar: int,
+                                                                    app_bar: int) -> None:
+    """A window capture: the toolbar ends at the full-width line above the page, whatever the app's own top bar."""
+    width, height = size
+    image = np.full((height, width), 250, np.uint8)
+    if toolbar:
+        image[:40] = 210  # the tab strip
+        cv2.rectangle(image, (8, 6), (240, 40), 250, -1)  # the active tab
+        image[40:toolbar - 1] = 240  # the toolbar, with the address bar
+        cv2.rectangle(image, (120, 48), (width - 200, 78), 255, -1)
+        cv2.putText(image, "127.0.0.1:8765/#/active", (130, 70), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 30, 1)
+        image[toolbar - 1] = 190  # the line under it
+    if app_bar:
+        image[toolbar:toolbar + app_bar] = 60  # the app's own dark top bar
+    assert ocr.toolbar_height(image) == (toolbar or None)

@@ -31,11 +31,8 @@ def _where(frame: KeyFrame) -> str:
     region = frame.changed_region
     if region is None:
         return "the whole screen"
-    cx = (region.x + region.width / 2) / max(frame.width, 1)
-    cy = (region.y + region.height / 2) / max(frame.height, 1)
-    vertical = "top" if cy < 1 / 3 else "middle" if cy < 2 / 3 else "bottom"
-    horizontal = "left" if cx < 1 / 3 else "centre" if cx < 2 / 3 else "right"
-    return f"the {vertical}-{horizontal} of the screen ({region.width}x{region.height} px at {region.x},{region.y})"
+    return (f"{region.place_in(frame.width, frame.height).replace(' ', '-')} of the screen "
+            f"({region.width}x{region.height} px at {region.x},{region.y})")
 
 
 def _quote(texts: list[str], limit: int = 4) -> str:
@@ -66,9 +63,8 @@ class LocalProvider:
     def batches(self, frames: list[KeyFrame]) -> list[Batch]:
         return [Batch(list(frames))]
 
-    def _jobs(self, frame: KeyFrame, first: bool) -> list[tuple[str, tuple[int, int, int, int]]]:
+    def _jobs(self, frame: KeyFrame, first: bool, toolbar_px: int | None) -> list[tuple[str, tuple[int, int, int, int]]]:
         """The crops to read: (kind, (x, y, width, height))."""
-        toolbar = (0, 0, frame.width, int(frame.height * ocr.TOOLBAR_FRACTION))
         region = frame.changed_region
         if first or region is None:
             return [("screen", (0, 0, frame.width, frame.height))]
@@ -78,15 +74,17 @@ class LocalProvider:
         jobs = [("region", (x0, y0, x1 - x0, y1 - y0))]
         if region.height <= LINE_BAND_PX:  # a change within one line (typing): read the whole line too
             jobs.append(("line", (0, y0, frame.width, y1 - y0)))
-        if y0 < toolbar[3]:
-            jobs.append(("toolbar", toolbar))
+        if toolbar_px is not None and y0 < toolbar_px:
+            jobs.append(("toolbar", (0, 0, frame.width, toolbar_px)))
         return jobs
 
     def read(self, batch: Batch) -> Reading:
         frames = batch.frames
         images = [cv2.imdecode(np.frombuffer(f.png, np.uint8), cv2.IMREAD_GRAYSCALE) if f.png else None
                   for f in frames]
-        plans = [self._jobs(f, n == 0) for n, f in enumerate(frames)]
+        # The browser's own rows, if the recording shows them: found once, on the first frame.
+        toolbar_px = ocr.toolbar_height(images[0]) if images and images[0] is not None else None
+        plans = [self._jobs(f, n == 0, toolbar_px) for n, f in enumerate(frames)]
 
         def read(args: tuple[int, tuple[int, int, int, int]]) -> list[ocr.TextLine]:
             index, (x, y, w, h) = args
@@ -119,7 +117,8 @@ class LocalProvider:
                 fresh = band + own
                 screen = sorted(kept + fresh, key=lambda line: (line.y, line.x))
             toolbar_lines = reads.get("toolbar", screen if "screen" in reads else [])
-            found = ocr.address_bar_url(toolbar_lines, frame.height, self.default_scheme) if toolbar_lines else None
+            found = (ocr.address_bar_url(toolbar_lines, toolbar_px, self.default_scheme)
+                     if toolbar_lines and toolbar_px is not None else None)
             if found:
                 url = found
                 if found not in urls_seen:

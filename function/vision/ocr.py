@@ -16,7 +16,10 @@ import numpy as np
 import pytesseract
 
 MIN_CONFIDENCE = 55  # Tesseract word confidence (0–100) below which a word is a guess
-TOOLBAR_FRACTION = 0.14  # the top of a browser window (tabs and address bar) is at most this much of it
+TOOLBAR_SEARCH = 0.2  # a browser's tab strip and toolbar lie within the top fifth of a window capture
+TOOLBAR_MIN_PX = 56  # at least a toolbar row (plus tabs, usually) tall
+EDGE_LEVEL = 12  # gray levels between two rows that make an edge
+EDGE_SPAN = 0.9  # of the width: the line under a browser's toolbar runs across the whole window
 _URLISH = re.compile(
     r"^(?:https?://)?(?:localhost|(?:\d{1,3}\.){3}\d{1,3}|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::\d{2,5})?(?:[/#?]\S*)?$",
     re.I,
@@ -88,17 +91,40 @@ def normalise_url(token: str, default_scheme: str = "http") -> str | None:
     host = (parts.hostname or "").lower()
     if re.fullmatch(r"[\dOo.]+", host):  # an IP address read with letter O for zero
         host = host.replace("o", "0")
+        octets = host.split(".")
+        if len(octets) != 4 or not all(o.isdigit() and int(o) < 256 for o in octets):
+            return None  # part of an address (a crop cut through it), never an address to state
     elif host != "localhost" and not re.fullmatch(r".*\.[a-z][a-z-]*[a-z]", host):
         return None  # a host name ends in a top-level domain of letters
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, parts.fragment))
 
 
-def address_bar_url(lines: list[TextLine], frame_height: int, default_scheme: str = "http") -> str | None:
-    """The URL shown in a browser's address bar, if the frame shows a browser window's toolbar."""
-    limit = frame_height * TOOLBAR_FRACTION
+def toolbar_height(gray: np.ndarray) -> int | None:
+    """How tall the browser's tab strip and toolbar are at the top of the frame, or None when it shows none.
+
+    A window capture's page starts under a line that runs across the whole window; the first such
+    line at least a toolbar's height down is where the browser's own rows end. A tab or kiosk
+    capture usually has none this high (an app's own top bar may: its text holds no URL then).
+    """
+    height = gray.shape[0]
+    top = gray[: int(height * TOOLBAR_SEARCH)].astype(np.int16)
+    if top.shape[0] < TOOLBAR_MIN_PX + 2:
+        return None
+    edges = (np.abs(np.diff(top, axis=0)) > EDGE_LEVEL).mean(axis=1)
+    rows = [int(row) + 1 for row in np.flatnonzero(edges >= EDGE_SPAN) if row + 1 >= TOOLBAR_MIN_PX]
+    if not rows:
+        return None
+    end = rows[0]
+    while end + 1 in rows:  # a drawn line has an edge above and below it: the page starts after both
+        end += 1
+    return end
+
+
+def address_bar_url(lines: list[TextLine], toolbar: int, default_scheme: str = "http") -> str | None:
+    """The URL shown in a browser's address bar: a URL-like word on a line inside the toolbar rows."""
     for line in lines:
-        if line.y + line.height > limit:
+        if line.y + line.height > toolbar:
             continue
         for token in line.text.split():
             url = normalise_url(token, default_scheme)
