@@ -17,7 +17,8 @@ from . import pipeline
 from .app import build, setup_logging
 from .auth import ANONYMOUS, frame_path
 from .frames import VideoError
-from .models import AGENT_TARGETS, DEFAULT_AGENT_TARGET, ProcessingResponse, RecordingRequest
+from .models import AGENT_TARGETS, DEFAULT_AGENT_TARGET, ProcessingResponse, RecordingRequest, Session
+from .records import Records, frame_key
 from .upload import RawUpload, UploadError, validate
 
 
@@ -60,8 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         response = ProcessingResponse.of(session, frame_path)
         print(json.dumps(response.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(session.prompt)
+        print(local_prompt(session, config, service.records))
     return 0
+
+
+def local_prompt(session: Session, config: config_module.Config, records: Records) -> str:
+    """The prompt for an agent on this machine: frame images by their absolute paths, which it can open."""
+    if config.storage != "local":
+        return session.prompt
+    root = (config.data_dir / "objects").resolve()
+    frames = [f.model_copy(update={"thumbnail_url": str(root / frame_key(session.id, f.id))}) for f in session.frames]
+    return records.render(session.model_copy(update={"frames": frames}))
 
 
 if __name__ == "__main__":

@@ -463,6 +463,11 @@ def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, p
                             timeout=120)
     assert prompt.returncode == 0, prompt.stderr
     assert prompt.stdout.startswith("Fix the problem") and "\"CLI run\"" in prompt.stdout
+    # For an agent on this machine the frames are files it can open: absolute paths into the local store.
+    local = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    images = re.findall(r"image (\S+\.png)", local.stdout)
+    assert local.returncode == 0 and len(images) == 3
+    assert all(Path(image).is_absolute() and Path(image).read_bytes().startswith(b"\x89PNG") for image in images)
     as_json = subprocess.run(args + ["--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     body = json.loads(as_json.stdout)
     assert SESSION_ID.match(body["sessionId"]) and body["frameCount"] == 3
