@@ -108,6 +108,8 @@ class Placement:
 
 PLACEMENT_SCALES = (1.0, 0.5, 0.75, 2 / 3, 1.25, 1.5, 2.0)  # a kiosk capture may be scaled (HiDPI, a smaller window)
 MIN_PLACEMENT_SCORE = 0.6
+MIN_AGREEMENT = 0.8  # share of the placed page's content pixels within AGREE_LEVEL of the frame's
+AGREE_LEVEL = 24  # gray levels: codec noise and a drawn pointer stay under this
 
 
 def place(page: np.ndarray, frame: np.ndarray) -> Placement | None:
@@ -117,7 +119,7 @@ def place(page: np.ndarray, frame: np.ndarray) -> Placement | None:
     a kiosk capture may be scaled. A band of the page's upper half (where the page's own layout
     sits, the part least likely to differ) is matched at a few scales; the best match places it.
     """
-    best: Placement | None = None
+    candidates: list[tuple[Placement, np.ndarray]] = []
     for scale in PLACEMENT_SCALES:
         width, height = round(page.shape[1] * scale), round(page.shape[0] * scale)
         if width > frame.shape[1] or height < 40:
@@ -130,9 +132,30 @@ def place(page: np.ndarray, frame: np.ndarray) -> Placement | None:
             continue
         result = cv2.matchTemplate(frame, band, cv2.TM_CCOEFF_NORMED)
         _, score, _, (x, y) = cv2.minMaxLoc(result)
-        if best is None or score > best.score:
-            best = Placement(x - left, y - top, scale, float(score))
-    return best if best is not None and best.score >= MIN_PLACEMENT_SCORE else None
+        if score >= MIN_PLACEMENT_SCORE:
+            candidates.append((Placement(x - left, y - top, scale, float(score)), scaled))
+    # A sparse page's band can match blank areas anywhere: the whole page, where it lands, must agree.
+    for placement, scaled in sorted(candidates, key=lambda c: -c[0].score):
+        if _agreement(scaled, frame, placement) >= MIN_AGREEMENT:
+            return placement
+    return None
+
+
+def _agreement(scaled: np.ndarray, frame: np.ndarray, at: Placement) -> float:
+    """The share of the placed page's pixels that look as the frame does there (the overlap only)."""
+    x0, y0 = max(0, at.dx), max(0, at.dy)
+    x1 = min(frame.shape[1], at.dx + scaled.shape[1])
+    y1 = min(frame.shape[0], at.dy + scaled.shape[0])
+    if x1 - x0 < 40 or y1 - y0 < 40:
+        return 0.0
+    page_part = scaled[y0 - at.dy:y1 - at.dy, x0 - at.dx:x1 - at.dx]
+    frame_part = frame[y0:y1, x0:x1]
+    # Judged where the page has something to show (edges: text, borders, controls), not on its
+    # background, which agrees with any empty stretch of the frame.
+    edges = cv2.morphologyEx(page_part, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) >= AGREE_LEVEL
+    if int(edges.sum()) < 50:
+        return 0.0
+    return float(np.mean(cv2.absdiff(page_part, frame_part)[edges] < AGREE_LEVEL))
 
 
 # What the page has at a point: the nearest element a person would name, its role, accessible name

@@ -187,3 +187,21 @@ def test_decoding_stops_when_the_caller_gives_up(recordings: Path) -> None:
     with pytest.raises(Cancelled):
         extract(recordings / "todomvc_long_1280_vp8.webm", encode_images=False, cancelled=cancelled)
     assert len(asked) == 3
+
+
+@pytest.mark.parametrize("font_scale", [0.35, 0.4])  # about 9 and 11 px tall digits
+def test_a_digit_changing_in_small_text_is_a_change(tmp_path: Path, font_scale: float) -> None:
+    """A price going from 10 to 17 in small text is too small to move SSIM; it is still a UI change."""
+    frames = []
+    for n in range(40):
+        image = np.full((720, 1280, 3), 250, np.uint8)
+        for row in range(6):
+            cv2.putText(image, f"Item {row}   price", (200, 150 + row * 40), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                        (40, 40, 40), 1)
+        cv2.putText(image, f"Total: {'10' if n < 20 else '17'} EUR", (900, 150), cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale, (40, 40, 40), 1)
+        frames.append(image)
+    key_frames, _, _ = extract(write_video(tmp_path / "price.mkv", frames), encode_images=False)
+    assert [f.timestamp for f in key_frames] == [0, 2300]
+    region = key_frames[1].changed_region
+    assert region is not None and 900 <= region.x <= 1000 and region.width <= 24 and 130 <= region.y <= 150

@@ -20,6 +20,8 @@ import numpy as np
 DIFF_LEVEL = 20  # gray levels (of 255): below this a difference is codec noise or dithering
 GROUP_PX = 4  # analysis px: differences this close belong to one region (the letters of a word)
 REGION_SSIM = 0.92  # a region this similar in structure to the reference is noise, not a change
+STRONG_DIFF = 64  # gray levels: a pixel that swings this far changed (ink became paper), whatever the blur says
+STRONG_PIXELS = 4  # analysis px that must swing that far for a small change to count
 
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
@@ -93,8 +95,11 @@ def changed_boxes(reference: np.ndarray, current: np.ndarray) -> list[Box]:
         before, after = reference[sy0:sy1, sx0:sx1], current[sy0:sy1, sx0:sx1]
         # A structural change survives a slight blur; codec artefacts (blocks, ringing, the
         # quality pulse after a key frame at low bitrates) are fine detail and do not.
-        if ssim(before, after) < REGION_SSIM and ssim(cv2.GaussianBlur(before, (5, 5), 1.2),
-                                                      cv2.GaussianBlur(after, (5, 5), 1.2)) < REGION_SSIM:
+        # A glyph that changed in small text (a price 10 → 17) is too small to move SSIM, but it changed
+        # hard: a few pixels swing further than codec noise ever moves them.
+        if (ssim(before, after) < REGION_SSIM and ssim(cv2.GaussianBlur(before, (5, 5), 1.2),
+                                                       cv2.GaussianBlur(after, (5, 5), 1.2)) < REGION_SSIM) \
+                or int(np.count_nonzero(cv2.absdiff(before, after) >= STRONG_DIFF)) >= STRONG_PIXELS:
             boxes.append(box)
     return boxes
 
