@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+HOST ?= 127.0.0.1
 export SCOPE_ALLOW_PRIVATE_URLS ?= 1
 
 .PHONY: run test setup system-deps clean
@@ -22,10 +23,10 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 run: setup
-	@echo "Claude Scope on http://127.0.0.1:$(PORT) (storage: $${SCOPE_STORAGE:-local}, data: $${SCOPE_DATA_DIR:-.scope-data})"
+	@echo "Claude Scope on http://$(HOST):$(PORT) (storage: $${SCOPE_STORAGE:-local}, data: $${SCOPE_DATA_DIR:-.scope-data})"
 	@if [ "$$SCOPE_ALLOW_PRIVATE_URLS" = "1" ]; then echo "SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open localhost and private addresses (local development)"; fi
 	@if [ -z "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY is not set: frames are read by the local analyser"; fi
-	PORT=$(PORT) $(VENV)/bin/functions-framework --source function/main.py --target scope --host 0.0.0.0 --port $(PORT)
+	PORT=$(PORT) $(VENV)/bin/functions-framework --source function/main.py --target scope --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest -q tests

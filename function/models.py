@@ -39,8 +39,9 @@ MAX_PROMPT_CHARS = 1_000_000
 MAX_COUNT = 2**53 - 1  # the largest integer every JSON reader (and Firestore) keeps exactly
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_LINE_BREAK = re.compile(r"[\r\n\t]")
+# C0 and C1 controls, and the bidirectional overrides and isolates that make text read other than it is stored.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAK = re.compile("[\r\n\t\u2028\u2029\x85]")
 
 
 def new_id(prefix: str) -> str:
@@ -55,6 +56,8 @@ def now_rfc3339() -> str:
 def clean_text(value: str, *, multiline: bool) -> str:
     """The contract's text rule: NFC, trimmed, no control characters (no line breaks unless ``multiline``)."""
     value = unicodedata.normalize("NFC", value).strip()
+    if multiline:
+        value = value.replace("\u2028", "\n").replace("\u2029", "\n\n")  # Unicode's line breaks, as text has them
     if _CONTROL.search(value) or (not multiline and _LINE_BREAK.search(value)):
         raise ValueError("contains control characters")
     return value

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 Resolver = Callable[[str], Iterable[str]]
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packet reaches (RFC 6052, 4291, 2765).
+EMBEDS_IPV4 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96"))
 BLOCKED_HOSTNAMES = {"metadata.google.internal", "metadata", "metadata.goog"}
 
 
@@ -35,6 +37,8 @@ def address_is_public(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return address_is_public(str(ip.ipv4_mapped))
+        if any(ip in net for net in EMBEDS_IPV4):  # NAT64, IPv4-compatible, IPv4-translated: the IPv4 inside decides
+            return address_is_public(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
         if ip.sixtofour is not None and not address_is_public(str(ip.sixtofour)):
             return False
     return ip.is_global and not ip.is_multicast

@@ -188,3 +188,13 @@ def test_http1_still_works(served: str) -> None:
     h2 = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", f"{served}/sessions", "-w", " %{http_code} %{http_version}"],
                         capture_output=True, text=True, timeout=30)
     assert h2.stdout.endswith(" 200 2")
+
+
+def test_make_run_listens_on_loopback_unless_told_otherwise() -> None:
+    """`make run` allows private URLs and may run without auth: it must not be an open service on the network."""
+    def run_command(*extra: str) -> str:
+        dry = subprocess.run(["make", "-n", "run", *extra], cwd=REPO, capture_output=True, text=True, timeout=60)
+        return next(line for line in dry.stdout.splitlines() if "functions-framework" in line)
+
+    assert "--host 127.0.0.1 " in run_command()
+    assert "--host 0.0.0.0 " in run_command("HOST=0.0.0.0")

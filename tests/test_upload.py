@@ -169,6 +169,10 @@ class TestRules:
         ("title", "x" * 501),
         ("title", "bad\x07bell"),
         ("title", "two\nlines"),
+        ("title", "two\u2028lines"),  # Unicode's own line separator
+        ("title", "safe\u202eexe.txt"),  # a right-to-left override: reads other than it is stored
+        ("title", "c1\x85control"),
+        ("notes", "isolate \u2066hidden\u2069"),
         ("notes", "n" * 2001),
         ("notes", "nul\x00byte"),
         ("agentTarget", "GEMINI"),
@@ -188,6 +192,9 @@ class TestRules:
         with pytest.raises(UploadError) as err:
             validate(raw(**{name: value}))
         assert (err.value.status, err.value.code, err.value.field) == (400, "INVALID_FIELD", name)
+
+    def test_unicode_line_separators_in_notes_are_line_breaks(self) -> None:
+        assert validate(raw(notes="first\u2028second")).notes == "first\nsecond"
 
     def test_unusual_ports_and_international_names_are_valid(self) -> None:
         assert validate(raw(seedUrl="http://example.com:8443/x")).seed_url == "http://example.com:8443/x"

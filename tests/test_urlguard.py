@@ -25,12 +25,14 @@ PUBLIC = resolver({"example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80d
     "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.5.4", "192.168.0.1", "169.254.169.254", "100.64.0.1",
     "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1",
     "::ffff:127.0.0.1", "::ffff:10.0.0.1", "ff02::1", "2002:7f00:1::1", "fd00:ec2::254",
+    "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1", "::127.0.0.1", "::ffff:0:7f00:1",
 ])
 def test_non_public_addresses(address: str) -> None:
     assert not address_is_public(address)
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+                                     "64:ff9b::808:808"])  # NAT64 to a public address stays public
 def test_public_addresses(address: str) -> None:
     assert address_is_public(address)
 
