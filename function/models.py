@@ -117,6 +117,7 @@ class PointerAt:
     ms: int
     x: int
     y: int
+    left: bool = False  # this is where the pointer moved away from (it had been resting there)
 
 
 @dataclass

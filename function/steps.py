@@ -44,6 +44,7 @@ FOCUS_MS = 4000  # a click this shortly before typing began was the click into t
 APPROACH_MS = 400
 FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}  # what a click puts a caret in
 GLYPH_STEP_PX = 60  # typed letters between two samples advance the line by at most this much
+DEPART_MS = 1500  # the pointer's first departure this soon after a change is from where it acted
 REST_BEFORE_MS = 1000  # a pointer that came to rest this shortly before a change elsewhere clicked it  # a pointer that moved this shortly before a change it is not seen near caused it
 SCROLL_MIN_PX = 20
 LABEL_REACH_PX = 220  # how far along its line a text may be from the pointer to name what it is on
@@ -185,20 +186,28 @@ def pointer_probes(frames: list[KeyFrame]) -> list[PointerProbe]:
     probes = []
     for index, frame in enumerate(frames[1:], 1):
         if frame.changed_region is not None:
-            point = _pointer_for(frame, frame.changed_region)
+            following = frames[index + 1] if index + 1 < len(frames) else None
+            point = _pointer_for(frame, frame.changed_region, following)
             if point is not None:
                 probes.append(PointerProbe(index, point.x, point.y))
     return probes
 
 
-def _pointer_for(frame: KeyFrame, region: Region) -> PointerAt | None:
-    """Where the pointer was when it caused the change: at the change's onset, or its last stop near it before."""
+def _pointer_for(frame: KeyFrame, region: Region, following: KeyFrame | None = None) -> PointerAt | None:
+    """Where the pointer was when it caused the change: where it left from after the change, at the
+    change's onset, or its last stop near it before."""
     def near(p: PointerAt) -> bool:
         same_line = abs(p.y - _centre_y(region)) <= ROW_SLACK_PX + region.height / 2 + 8
         small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
         return _near(p, region, POINTER_NEAR_PX) or (same_line and small and _distance(p, region) <= ROW_REACH_PX)
 
-    # Where it rested before the change first, then where it was as the change began (a change can
+    # The place the pointer first leaves after the change began is where it acted: a click's arrival
+    # is often hidden inside the change it causes, its departure is not.
+    later = frame.pointer_path + (following.pointer_path if following is not None else [])
+    departures = [p for p in later if p.left and frame.started < p.ms <= frame.started + DEPART_MS]
+    if departures and near(departures[0]):
+        return departures[0]
+    # Where it rested before the change, then where it was as the change began (a change can
     # itself look like the pointer moving), then its last place near the change.
     resting = [p for p in frame.pointer_path if p.ms < frame.started]
     if resting and near(resting[-1]):
@@ -218,6 +227,8 @@ def _pointer_for(frame: KeyFrame, region: Region) -> PointerAt | None:
 
 def _rested_ms(frame: KeyFrame, point: PointerAt) -> int:
     """How long the pointer had been at ``point`` when the change began (0: the change came as it arrived)."""
+    if point.left:
+        return 0  # known only from where it left: how long it stayed says nothing of a click
     arrived = point.ms
     for p in reversed([p for p in frame.pointer_path if p.ms <= point.ms]):
         if abs(p.x - point.x) > STILL_PX or abs(p.y - point.y) > STILL_PX:
@@ -317,7 +328,7 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
         if not (region.height <= TYPING_LINE_PX):
             out.clicked = None
 
-        point = _pointer_for(frame, region)
+        point = _pointer_for(frame, region, frames[index + 1] if index + 1 < len(frames) else None)
         if point is not None:
             target, phrase, confidence, from_page = _target(by_frame, index, before or after, point)
             small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height

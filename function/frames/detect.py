@@ -185,10 +185,12 @@ class _Extractor:
         """The pointer's hotspot now (the tip of an arrow: near the top left of its region), in video px."""
         if self.pointer is None or self.pointer.position is None:
             return None
-        box = self.pointer.position
+        return self._hotspot(self.pointer.position, ms)
+
+    def _hotspot(self, box: Box, ms: int, left: bool = False) -> PointerAt:
         x = min(self.width - 1, math.floor(box.x / self.scale) + 2)
         y = min(self.height - 1, math.floor(box.y / self.scale) + 2)
-        return PointerAt(ms, x, y)
+        return PointerAt(ms, x, y, left)
 
     def _onset(self, kept: Box, ms: int) -> tuple[int, PointerAt | None, int]:
         """When the kept change first showed, and the pointer then: the earliest sample from which on
@@ -211,6 +213,8 @@ class _Extractor:
     def _follow_pointer_and_caret(self, ms: int, moved: list[Box]) -> None:
         if self.pointer is not None and self.pointer.moved:
             self.pointer_moved_at = ms
+            if self.pointer.left_from is not None:
+                self.path.append(self._hotspot(self.pointer.left_from, ms - 1, left=True))
             here = self._pointer_at(ms)
             if here is not None:
                 self.path.append(here)

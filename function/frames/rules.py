@@ -75,6 +75,7 @@ class PointerRule:
     last: list[Box] = field(default_factory=list)  # the pointer's regions in the latest sample that moved
     moving: list[Box] = field(default_factory=list)  # small regions that moved in the previous sample
     position: Box | None = None  # where the pointer is now, as best known
+    left_from: Box | None = None  # where it moved away from in the latest sample, if that was seen
     moved: bool = False  # did it move in the latest sample?
 
     def _margin(self) -> int:
@@ -108,10 +109,16 @@ class PointerRule:
         elif len(motion) == 2 == len(arrivals) and self.sizes.distance(*arrivals) <= POINTER_REACH:
             pointer = arrivals  # nothing else moved: a lone pair is the pointer, found (again)
         self.moved = bool(pointer)
+        self.left_from = None
         if pointer:
             self.trail.extend(pointer)
             self.last = pointer
-            self.position = self._newest(pointer)
+            newest = self._newest(pointer)
+            # Two separate pointer-sized places: it left the other one (seen even when its arrival there
+            # was hidden inside a change, as a click's is).
+            others = [b for b in pointer if b is not newest and self.sizes.pointer_sized(b)]
+            self.left_from = others[0] if len(pointer) == 2 and others else None
+            self.position = newest
         return [b for b in motion if b not in pointer]
 
     def _newest(self, pointer: list[Box]) -> Box:
