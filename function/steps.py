@@ -39,11 +39,13 @@ SMALL_CHANGE = 0.015  # of the screen: a change this small under an arriving poi
 ROW_REACH_PX = 480  # a small change this far along the pointer's line still belongs to it (a row's hover controls)
 ON_TEXT_PX = 12  # the pointer this close to a phrase is on it
 FLOW_MATCH_MS = 1500  # a model's step this close in time to an inferred one speaks of the same action
-SURE = 0.5  # an inferred step this confident keeps its own words
+SURE = 0.5
+SAME_TEXT = 0.8  # two reads this alike are one text  # an inferred step this confident keeps its own words
 FOCUS_MS = 4000  # a click this shortly before typing began was the click into the field
 APPROACH_MS = 400
 FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}  # what a click puts a caret in
 GLYPH_STEP_PX = 60  # typed letters between two samples advance the line by at most this much
+REVERT_MS = 400  # a hover effect disappears this soon after the pointer leaves
 DEPART_MS = 1500  # the pointer's first departure this soon after a change is from where it acted
 REST_BEFORE_MS = 1000  # a pointer that came to rest this shortly before a change elsewhere clicked it  # a pointer that moved this shortly before a change it is not seen near caused it
 SCROLL_MIN_PX = 20
@@ -124,7 +126,13 @@ def text_at(lines: list[TextBox], point: PointerAt) -> tuple[str, float] | None:
     return (best[1], best[0]) if best else None
 
 
+def _similar(a: str, b: str) -> bool:
+    """The same text read twice (OCR reads a line a little differently from frame to frame)."""
+    return a == b or difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio() >= SAME_TEXT
+
+
 def appeared(before: list[TextBox], after: list[TextBox]) -> list[str]:
+    """Text read now that was not read before (quoted as read: OCR may read a line a little differently)."""
     known = {t.text for t in before}
     return [t.text for t in after if t.text not in known]
 
@@ -242,7 +250,7 @@ def _removed(before: list[TextBox], after: list[TextBox], point: PointerAt) -> s
     below it moved up by about its height (so OCR merely losing the words is not taken for a removal)."""
     row = next((t for t in before if t.region.y - ROW_SLACK_PX <= point.y <= t.region.y + t.region.height
                 + ROW_SLACK_PX), None)
-    if row is None or any(row.text == t.text for t in after):
+    if row is None or any(_similar(row.text, t.text) for t in after):
         return None
     below = [t for t in before if t.region.y > row.region.y + row.region.height]
     for old in below:
@@ -287,7 +295,7 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
                                                 or _looks_typed(frame, region, before, after)):
             line_so_far = _union(out.typing_line, region) if out.typing_line is not None \
                 and _same_line(out.typing_line, region) else region
-            typed = text_on_line(after, line_so_far) or None
+            typed = text_on_line(after, line_so_far).rstrip(" |") or None  # OCR reads the caret as "|"
             if out.typing is not None and out.typing_line is not None and _same_line(out.typing_line, region):
                 out.typing_line = line_so_far
                 out.typing.end_timestamp = frame.timestamp
@@ -333,7 +341,10 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
             target, phrase, confidence, from_page = _target(by_frame, index, before or after, point)
             small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
             source = "pointer+page" if from_page else "pointer+screen"
-            if _rested_ms(frame, point) >= CLICK_STILL_MS or new_url or not small or new_text:
+            following = frames[index + 1] if index + 1 < len(frames) else None
+            clicked = (_rested_ms(frame, point) >= CLICK_STILL_MS or new_url or not small or new_text
+                       or (_near(point, region, 8) and not _reverted(region, point, following)))
+            if clicked:
                 gone = _removed(before, after, point)
                 outcome = f"; the row {_quote(gone, 60)} was removed" if gone else _outcome(new_text, new_url)
                 out.add(index, frame.started, frame.timestamp, "click", f"Clicked {phrase}{outcome}.", confidence,
@@ -421,6 +432,17 @@ def _union(a: Region, b: Region) -> Region:
 def readable(text: str) -> bool:
     """Text that reads as words or numbers, not an icon OCR turned into letters ("vU", "|")."""
     return any(len(w) >= 3 and sum(c.isalpha() for c in w) >= 0.7 * len(w) or w.isdigit() for w in text.split())
+
+
+def _reverted(region: Region, point: PointerAt, following: KeyFrame | None) -> bool:
+    """Did the change under the pointer go away as soon as the pointer left (a hover effect, not a state)?"""
+    if following is None or following.changed_region is None:
+        return False
+    left = [p for p in following.pointer_path if p.ms >= point.ms] or [point]
+    undone = following.changed_region
+    overlaps = (undone.x < region.x + region.width and region.x < undone.x + undone.width
+                and undone.y < region.y + region.height and region.y < undone.y + undone.height)
+    return overlaps and abs(following.started - left[0].ms) <= REVERT_MS
 
 
 def _moved_since(frame: KeyFrame, ms: int) -> bool:
