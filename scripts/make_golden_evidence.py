@@ -57,7 +57,7 @@ def snapshot_pages(paths: list[str]) -> dict:
     finally:
         browser.close()
         pages.close()
-    body = json.loads(json.dumps(to_json(inspection)).replace(pages.url, "http://127.0.0.1:8765"))
+    body = json.loads(json.dumps(inspection.to_json()).replace(pages.url, "http://127.0.0.1:8765"))
     body["durationMs"] = 0
     for snap in body["snapshots"]:
         snap["loadTimeMs"] = 0
