@@ -289,7 +289,10 @@ class Inspector:
                     self._proxy = GuardProxy(lambda host, port: check_host(host, port, settings.resolver,
                                                                            settings.allowed_hosts))
                     await self._proxy.start()
-                args += [f"--proxy-server=http://127.0.0.1:{self._proxy.port}", "--proxy-bypass-list=<-loopback>"]
+                args += [f"--proxy-server=http://127.0.0.1:{self._proxy.port}", "--proxy-bypass-list=<-loopback>",
+                         # WebRTC's STUN/TURN is UDP, which no HTTP proxy carries: without this a page
+                         # reaches any address (loopback, the metadata server) around the guard.
+                         "--webrtc-ip-handling-policy=disable_non_proxied_udp", "--force-webrtc-ip-handling-policy"]
             self._browser = await self._playwright.chromium.launch(executable_path=executable, args=args,
                                                                    headless=True)
             return self._browser

@@ -119,6 +119,12 @@ class PageServer:
                     status, body = 200, (f"<title>Embeds</title><h1>Embeds</h1><img src='{target}/pixel.png'>"
                                          f"<script>fetch('{target}/api').catch(() => console.error('fetch failed'))"
                                          "</script>")
+                elif path == "/webrtc":  # ICE gathering sends STUN over UDP straight to the given server
+                    status, body = 200, ("<title>WebRTC</title><h1>Call</h1><script>"
+                                         f"const pc = new RTCPeerConnection({{iceServers: [{{urls: '{target}'}}]}});"
+                                         "pc.createDataChannel('x');"
+                                         "pc.createOffer().then((offer) => pc.setLocalDescription(offer));"
+                                         "</script>")
                 elif path == "/hanging":
                     status, body = 200, "<title>Hanging</title><h1>Hanging</h1><img src='/never'>"
                 elif path == "/huge":

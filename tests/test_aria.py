@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import select
+import socket
 import time
 from typing import Iterator
 from urllib.parse import quote
@@ -194,3 +196,17 @@ def test_chromium_crashing_mid_request(pages: PageServer) -> None:
         assert browser.inspect([pages.url + "/about"]).snapshots[0].title == "About"  # and the next one too
     finally:
         browser.close()
+
+
+def test_webrtc_does_not_go_around_the_guard(guarded: Inspector, pages: PageServer) -> None:
+    """A page's STUN/TURN traffic is UDP, which the guard proxy never sees: Chromium must not send it."""
+    stun = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stun.bind(("127.0.0.1", 0))
+    try:
+        target = quote(f"stun:127.0.0.1:{stun.getsockname()[1]}", safe="")
+        snap = guarded.inspect([f"{pages.url}/webrtc?u={target}"]).snapshots[0]
+        assert snap.success and snap.title == "WebRTC"
+        readable, _, _ = select.select([stun], [], [], 2.0)
+        assert readable == [], "a STUN request reached a loopback address around the guard"
+    finally:
+        stun.close()
