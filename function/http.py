@@ -365,9 +365,8 @@ def get_session(session_id: str) -> Response:
 @api.patch("/sessions/<session_id>")
 def patch_session(session_id: str) -> Response:
     records = _scope().records
-    records.get(g.owner, session_id)  # an unknown session is 404 before its body is judged
-    patch = _json_body(SessionPatch)
-    return json_response(session_view(records.patch(g.owner, session_id, patch)))
+    session = records.get(g.owner, session_id)  # an unknown session is 404 before its body is judged
+    return json_response(session_view(records.patch(session, _json_body(SessionPatch))))
 
 
 @api.delete("/sessions/<session_id>")

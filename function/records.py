@@ -243,9 +243,8 @@ class Records:
         self.sessions.put(session)
         return session
 
-    def patch(self, owner: str, session_id: str, patch: SessionPatch) -> Session:
+    def patch(self, session: Session, patch: SessionPatch) -> Session:
         """Apply the fields ``patch`` sets; a new ``agentTarget`` without a ``prompt`` re-renders the prompt."""
-        session = self.get(owner, session_id)
         changes = {name: getattr(patch, name) for name in patch.model_fields_set}
         retarget = "agent_target" in changes and changes["agent_target"] != session.agent_target \
             and "prompt" not in changes

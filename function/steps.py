@@ -39,15 +39,15 @@ SMALL_CHANGE = 0.015  # of the screen: a change this small under an arriving poi
 ROW_REACH_PX = 480  # a small change this far along the pointer's line still belongs to it (a row's hover controls)
 ON_TEXT_PX = 12  # the pointer this close to a phrase is on it
 FLOW_MATCH_MS = 1500  # a model's step this close in time to an inferred one speaks of the same action
-SURE = 0.5
-SAME_TEXT = 0.8  # two reads this alike are one text  # an inferred step this confident keeps its own words
+SURE = 0.5  # an inferred step this confident keeps its own words
+SAME_TEXT = 0.8  # two reads this alike are one text
 FOCUS_MS = 4000  # a click this shortly before typing began was the click into the field
-APPROACH_MS = 400
+APPROACH_MS = 400  # a pointer that moved this shortly before a change it is not seen near caused it
 FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}  # what a click puts a caret in
 GLYPH_STEP_PX = 60  # typed letters between two samples advance the line by at most this much
 REVERT_MS = 400  # a hover effect disappears this soon after the pointer leaves
 DEPART_MS = 1500  # the pointer's first departure this soon after a change is from where it acted
-REST_BEFORE_MS = 1000  # a pointer that came to rest this shortly before a change elsewhere clicked it  # a pointer that moved this shortly before a change it is not seen near caused it
+REST_BEFORE_MS = 1000  # a pointer that came to rest this shortly before a change elsewhere clicked it
 SCROLL_MIN_PX = 20
 LABEL_REACH_PX = 220  # how far along its line a text may be from the pointer to name what it is on
 
@@ -267,6 +267,7 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
     previous_url = analyses[0].url if analyses else None
     for index in range(1, min(len(frames), len(analyses))):
         frame, analysis = frames[index], analyses[index]
+        following = frames[index + 1] if index + 1 < len(frames) else None
         region = frame.changed_region
         before = analyses[index - 1].screen_text
         after = analysis.screen_text
@@ -293,10 +294,9 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
             and out.steps[-1].target is not None and out.steps[-1].target.role in FIELD_ROLES
         if region.height <= TYPING_LINE_PX and (caret_on_line or continuing or into_field
                                                 or _looks_typed(frame, region, before, after)):
-            line_so_far = _union(out.typing_line, region) if out.typing_line is not None \
-                and _same_line(out.typing_line, region) else region
+            line_so_far = _union(out.typing_line, region) if continuing and out.typing_line is not None else region
             typed = text_on_line(after, line_so_far).rstrip(" |") or None  # OCR reads the caret as "|"
-            if out.typing is not None and out.typing_line is not None and _same_line(out.typing_line, region):
+            if out.typing is not None and continuing:
                 out.typing_line = line_so_far
                 out.typing.end_timestamp = frame.timestamp
                 out.typing.value = typed or out.typing.value
@@ -308,7 +308,7 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
                 out.typing = out.add(index, frame.started, frame.timestamp, "type",
                                      f"Typed {_quote(typed or '')} into the field.", 0.7, "keyboard+screen",
                                      target=target, value=typed, url=url)
-                out.typing_line = Region(x=region.x, y=region.y, width=region.width, height=region.height)
+                out.typing_line = region
             continue
 
         if out.typing is not None and out.typing_line is not None and _near_line(region, out.typing_line):
@@ -333,15 +333,14 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
             out.close_typing()
             continue
         out.close_typing()
-        if not (region.height <= TYPING_LINE_PX):
+        if region.height > TYPING_LINE_PX:
             out.clicked = None
 
-        point = _pointer_for(frame, region, frames[index + 1] if index + 1 < len(frames) else None)
+        point = _pointer_for(frame, region, following)
         if point is not None:
             target, phrase, confidence, from_page = _target(by_frame, index, before or after, point)
             small = region.width * region.height <= SMALL_CHANGE * frame.width * frame.height
             source = "pointer+page" if from_page else "pointer+screen"
-            following = frames[index + 1] if index + 1 < len(frames) else None
             clicked = (_rested_ms(frame, point) >= CLICK_STILL_MS or new_url or not small or new_text
                        or (_near(point, region, 8) and not _reverted(region, point, following)))
             if clicked:
@@ -368,7 +367,7 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
                     "pointer+screen", url=url)
             continue
 
-        if region.width * region.height <= 0.25 * frame.width * frame.height and point is None:
+        if region.width * region.height <= 0.25 * frame.width * frame.height:
             out.add(index, frame.started, frame.timestamp, "key",
                     f"Pressed a key; {_where(frame)} changed{_outcome(new_text, None)}.", 0.35, "screen", url=url)
         else:

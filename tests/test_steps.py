@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from function import steps
 from function.frames import extract
 from function.models import FlowStep, FrameAnalysis, KeyFrame, PageHit, PointerAt, Region, TextBox, Word
 from function.steps import infer, merge_flow
@@ -158,7 +157,6 @@ def test_steps_name_what_the_user_did_on_real_recordings(recordings: Path, name:
     assert result["named_rate"] >= floor, result["rows"]
     assert [s.timestamp for s in found] == sorted(s.timestamp for s in found)
     assert all(s.frame_index is not None and 0 < s.frame_index < len(key_frames) for s in found)
-    assert steps.TYPING_LINE_PX > 0
 
 
 def test_a_vision_models_steps_join_the_inferred_ones() -> None:
