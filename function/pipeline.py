@@ -1,8 +1,9 @@
 """One recording, both lanes at once, under one deadline; typed evidence out.
 
-The video lane (frames → vision) and the browser lane (aria) run concurrently.
-Once the video lane has read the recording, the same-origin pages it showed the
-user visiting are inspected too, and the user's steps are inferred from both.
+The video lane (frames → the live page under the pointer → vision) and the browser
+lane (aria) run concurrently. Once the video lane has read the recording, the
+same-origin pages it showed the user visiting are inspected too, and the user's
+steps are inferred from both.
 Nothing here stores anything: ``records`` turns the evidence into a session.
 """
 
@@ -21,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from . import frames as frames_lane
 from . import steps as steps_inference
 from .config import Config
-from .models import Inspection, PageHit, PointerProbe, RecordingEvidence, RecordingRequest, VideoEvidence
+from .models import (FrameHint, Inspection, KeyFrame, PageHit, PointerProbe, RecordingEvidence, RecordingRequest,
+                     VideoEvidence, VideoInfo)
 from .urlguard import Resolver, decide, system_resolver
 from .vision import Analyser
 
@@ -62,15 +64,9 @@ def check_seed_url(url: str, lanes: Lanes) -> None:
         raise UrlNotAllowed(f"seedUrl is not allowed: {decision.reason}")
 
 
-def video_lane(path: Path, config: Config, analyser: Analyser, stop: threading.Event | None = None) -> VideoEvidence:
-    started = time.monotonic()
+def extract(path: Path, config: Config, stop: threading.Event | None = None) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
     limits = frames_lane.Limits(config.max_video_seconds, config.max_video_pixels, config.max_frames)
-    key_frames, info, warnings = frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None)
-    decoded = time.monotonic()
-    vision = analyser.analyze(key_frames)
-    done = time.monotonic()
-    return VideoEvidence(key_frames, info, vision, warnings + vision.warnings,
-                         int((decoded - started) * 1000), int((done - decoded) * 1000))
+    return frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None)
 
 
 def more_urls(seed_url: str, seen: list[str], cap: int) -> list[str]:
@@ -100,7 +96,13 @@ def merge(first: Inspection, more: Inspection) -> Inspection:
 
 
 def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
-    """Run both lanes on one recording; ``UrlNotAllowed``, ``VideoError`` or ``PipelineTimeout`` when it cannot."""
+    """Run both lanes on one recording; ``UrlNotAllowed``, ``VideoError`` or ``PipelineTimeout`` when it cannot.
+
+    The video lane extracts the key frames, looks up on the live seed page what is under the pointer
+    in each (while the browser lane is still inspecting it), and has vision read the frames with that
+    context. The pages the recording went on to visit are inspected, and the pointer looked up on
+    them, once vision has read their URLs.
+    """
     started = time.monotonic()
     config = lanes.config
     check_seed_url(request.seed_url, lanes)
@@ -119,13 +121,24 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         finally:
             spans[name] = (int((begun - started) * 1000), int((time.monotonic() - started) * 1000))
 
+    def video_lane() -> tuple[VideoEvidence, list[PageHit], list[str]]:
+        key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop)
+        hits, problems = timed("grounding", locate, lanes, request.seed_url, key_frames,
+                               steps_inference.pointer_probes(key_frames), left)
+        by_frame = {hit.frame_index: hit for hit in hits}
+        hints = [FrameHint.of(frame, by_frame.get(frame.index)) for frame in key_frames]
+        vision = timed("vision", lanes.analyser.analyze, key_frames, hints)
+        spans["video"] = (spans["extract"][0], spans["vision"][1])
+        return (VideoEvidence(key_frames, info, vision, warnings + vision.warnings, _length(spans["extract"]),
+                              _length(spans["vision"])), hits, problems)
+
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
-        video_future = pool.submit(timed, "video", video_lane, request.video_path, config, lanes.analyser, stop)
+        video_future = pool.submit(video_lane)
         browser_future = pool.submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
         try:
-            video = video_future.result(timeout=left())
+            video, hits, problems = video_future.result(timeout=left())
             inspection = browser_future.result(timeout=left())
             extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
                      if decide(u, lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed]
@@ -135,39 +148,51 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
-        hits, problems = timed("grounding", ground, video, inspection, lanes, pool, left)
+        hits, later_problems = relocate(video, inspection, hits, request.seed_url, lanes, left)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    steps = steps_inference.merge_flow(steps_inference.infer(video.key_frames, video.vision.analyses, hits),
-                                       video.vision.flow, video.vision.provider)
-    return RecordingEvidence(video, inspection, started, steps, hits, problems, spans)
+    if not any(s.success for s in inspection.snapshots if s.url == request.seed_url):
+        problems = []  # the seed page's failure is already a warning of its own
+    steps = steps_inference.merge_steps(steps_inference.infer(video.key_frames, video.vision.analyses, hits),
+                                        video.vision.steps)
+    return RecordingEvidence(video, inspection, started, steps, hits, problems + later_problems, spans)
 
 
-def ground(video: VideoEvidence, inspection: Inspection, lanes: Lanes, pool: ThreadPoolExecutor,
-           left: Callable[[], float]) -> tuple[list[PageHit], list[str]]:
-    """Look up, on each inspected page, what is under the pointer where the recording shows it acting.
+def _length(span: tuple[int, int]) -> int:
+    return span[1] - span[0]
 
-    Each page is placed inside the first key frame that shows it (the seed: the first frame). The
-    steps are named from the screen where this fails, so a failure is a warning, not an error.
+
+def locate(lanes: Lanes, url: str, key_frames: list[KeyFrame], probes: list[PointerProbe],
+           left: Callable[[], float], first: int = 0) -> tuple[list[PageHit], list[str]]:
+    """What the live page at ``url`` has under the pointer at each probe, the page placed in frame ``first``.
+
+    The steps are named from the screen where this fails, so a failure is a warning, not an error.
     """
-    probes = steps_inference.pointer_probes(video.key_frames)
-    opened = [s.url for s in inspection.snapshots if s.success]
-    if not probes or not opened or not video.key_frames:
+    if not probes or not key_frames:
         return [], []
+    budget = min(left(), lanes.config.page_timeout_s * 2)
+    try:
+        return lanes.browser.locate(url, key_frames[first].png, probes, budget), []
+    except Exception as exc:  # noqa: BLE001 - grounding is an improvement, never a reason to fail
+        return [], [f"the steps on {url} could not be checked against the live page ({type(exc).__name__}); "
+                    "they are named from the screen"]
+
+
+def relocate(video: VideoEvidence, inspection: Inspection, hits: list[PageHit], seed_url: str, lanes: Lanes,
+             left: Callable[[], float]) -> tuple[list[PageHit], list[str]]:
+    """The seed page's hits, with those of frames that show another inspected page looked up on that page."""
     urls = [a.url for a in video.vision.analyses]
-    by_page: dict[str, tuple[int, list[PointerProbe]]] = {}
+    opened = {s.url for s in inspection.snapshots if s.success} - {seed_url}
+    probes = steps_inference.pointer_probes(video.key_frames)
+    by_page: dict[str, list[PointerProbe]] = {}
     for probe in probes:
-        url = urls[probe.frame_index] if urls[probe.frame_index] in opened else opened[0]
-        first = next((n for n, u in enumerate(urls) if u == url), 0) if url != opened[0] else 0
-        by_page.setdefault(url, (first, []))[1].append(probe)
-    hits: list[PageHit] = []
+        if urls[probe.frame_index] in opened:
+            by_page.setdefault(urls[probe.frame_index], []).append(probe)
     problems: list[str] = []
-    budget = lanes.config.page_timeout_s * 2
-    for url, (first, page_probes) in by_page.items():
-        job = pool.submit(lanes.browser.locate, url, video.key_frames[first].png, page_probes, min(left(), budget))
-        try:
-            hits += job.result(timeout=min(left(), budget) + 1)
-        except Exception as exc:  # noqa: BLE001 - grounding is an improvement, never a reason to fail
-            problems.append(f"the steps on {url} could not be checked against the live page ({type(exc).__name__}); "
-                            "they are named from the screen")
+    for url, page_probes in by_page.items():
+        first = urls.index(url)
+        found, failed = locate(lanes, url, video.key_frames, page_probes, left, first)
+        moved = {p.frame_index for p in page_probes}
+        hits = [hit for hit in hits if hit.frame_index not in moved] + found
+        problems += failed
     return hits, problems

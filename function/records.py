@@ -18,6 +18,7 @@ from .auth import frame_path
 from .models import (
     AriaNode,
     DiffSummary,
+    FlowStep,
     Frame,
     Inspection,
     LaneTimings,
@@ -124,7 +125,8 @@ def build_session(session_id: str, request: RecordingRequest, evidence: Recordin
         notes=request.notes, status="complete", duration=round(duration_ms / 1000), frame_count=len(frames),
         urls=list(inspection.urls_inspected), url_count=len(inspection.urls_inspected),
         agent_target=request.agent_target, created_at=now, updated_at=now, file_size=request.file_size,
-        mime_type=request.mime_type, frames=frames, inspection=inspection, steps=steps, flow=video.vision.flow,
+        mime_type=request.mime_type, frames=frames, inspection=inspection, steps=steps,
+        flow=[FlowStep(timestamp=s.timestamp, action=s.description) for s in video.vision.steps],
         observed_problem=video.vision.observed_problem, warnings=evidence.warnings,
         vision_provider=video.vision.provider, vision_input_tokens=video.vision.input_tokens,
         vision_output_tokens=video.vision.output_tokens, vision_requests=video.vision.requests,

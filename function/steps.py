@@ -26,7 +26,7 @@ import math
 import re
 from urllib.parse import urlsplit
 
-from .models import (FlowStep, FrameAnalysis, KeyFrame, PageHit, PointerAt, PointerProbe, Region, Step, StepTarget,
+from .models import (FrameAnalysis, KeyFrame, PageHit, PointerAt, PointerProbe, Region, Step, StepTarget,
                      TextBox, Word)
 
 TYPING_LINE_PX = 56  # a changed region this short is one line of text
@@ -377,33 +377,43 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
     return _focus_clicks(out.steps)
 
 
-def merge_flow(found: list[Step], flow: list[FlowStep], provider: str) -> list[Step]:
-    """Join what a vision model said the user did with the steps inferred here.
+def merge_steps(found: list[Step], proposed: list[Step]) -> list[Step]:
+    """Join the steps a vision model proposed with the steps inferred here, in time order, numbered anew.
 
-    A model's sentence replaces an inferred step's words where the inference was unsure (the element
-    names the page confirmed are kept); an action the model saw that nothing here matched becomes a
-    step of its own. Steps stay in time order, numbered anew.
+    A proposed step and an inferred one this close in time speak of the same action (the closest pairs
+    first, each used once). Where the live page confirmed the inferred step's element, that step keeps
+    its element and words; where the inference was unsure, the model's action, element, value and
+    sentence replace it; where it was sure, it keeps its own and takes only what it lacked. A proposed
+    step nothing here matched becomes a step of its own.
     """
     merged = [step.model_copy() for step in found]
 
-    def gap(step: Step, said: FlowStep) -> int:
+    def gap(step: Step, said: Step) -> int:
         return min(abs(said.timestamp - step.timestamp), abs(said.timestamp - step.end_timestamp))
 
-    pairs = sorted((gap(step, said), n, m) for n, step in enumerate(merged) for m, said in enumerate(flow))
+    pairs = sorted((gap(step, said), n, m) for n, step in enumerate(merged) for m, said in enumerate(proposed))
     taken_steps: set[int] = set()
     taken_said: set[int] = set()
-    for distance, n, m in pairs:  # the closest pairs first, each side used once
+    for distance, n, m in pairs:
         if distance > FLOW_MATCH_MS or n in taken_steps or m in taken_said:
             continue
         taken_steps.add(n)
         taken_said.add(m)
-        if merged[n].confidence < SURE and merged[n].source != "pointer+page":
-            merged[n].description, merged[n].source = flow[m].action, provider
-            merged[n].confidence = max(merged[n].confidence, 0.6)
-    unmatched = [said for m, said in enumerate(flow) if m not in taken_said]
-    for said in unmatched:
-        merged.append(Step(index=0, timestamp=said.timestamp, end_timestamp=said.timestamp, action="other",
-                           description=said.action, confidence=0.5, source=provider))
+        step, said = merged[n], proposed[m]
+        confirmed = "page" in step.source.split("+")
+        if step.confidence < SURE and not confirmed:
+            step.action, step.description = said.action, said.description
+            step.target = said.target or step.target
+            step.value = said.value or step.value
+            step.confidence = max(step.confidence, min(said.confidence, 0.8))
+        else:
+            step.target = step.target or said.target
+            step.value = step.value or said.value
+        step.frame_index = step.frame_index if step.frame_index is not None else said.frame_index
+        step.source = f"{step.source}+{said.source}"
+    for m, said in enumerate(proposed):
+        if m not in taken_said:
+            merged.append(said.model_copy(update={"confidence": min(said.confidence, 0.7)}))
     merged.sort(key=lambda step: step.timestamp)
     for number, step in enumerate(merged, 1):
         step.index = number

@@ -1,8 +1,9 @@
 """A small fake of the Anthropic Messages API on 127.0.0.1, for the real SDK to talk to.
 
 It records every request and answers with a ``report_frames`` tool call built
-from the frame captions it was sent, or with whatever a test scripts: an HTTP
-error, a malformed tool call, a slow reply.
+from the frame captions it was sent (a step per frame, on the live element the
+frame's context names, if any), or with whatever a test scripts: an HTTP error, a
+malformed tool call, a slow reply.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 def tool_answer(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """A well-formed report for every frame caption in the request."""
     frames = []
-    flow = []
+    steps = []
+    contexts = {int(m.group(1)): json.loads(m.group(2)) for block in request["messages"][0]["content"]
+                if block["type"] == "text" and (m := re.match(r"Context of frame (\d+): (.*)$", block["text"], re.S))}
     for block in request["messages"][0]["content"]:
         match = re.match(r"Frame (\d+) at (\d+) ms", block.get("text", "")) if block["type"] == "text" else None
         if match:
@@ -39,11 +42,14 @@ def tool_answer(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
                     {"role": "checkbox", "name": "Toggle all", "state": "checked" if index >= 1 else "unchecked"},
                 ] + [{"role": "listitem", "name": f"Item {i}"} for i in range(index)],
             })
-            flow.append({"timestamp": ms, "action": f"step at frame {index}", "screen": "todo list"})
+            element = contexts.get(index, {}).get("liveElement")
+            steps.append({"timestamp": ms, "action": "click", "frame": index, "confidence": 0.7,
+                          "description": f"step at frame {index}"}
+                         | ({"target": {"role": element["role"], "name": element["name"]}} if element else {}))
     answer = {
         "id": "msg_fake", "type": "message", "role": "assistant", "model": request.get("model"),
         "content": [{"type": "tool_use", "id": "toolu_fake", "name": "report_frames",
-                     "input": {"frames": frames, "flow": flow, "observedProblem": "Saving a todo fails.",
+                     "input": {"frames": frames, "steps": steps, "observedProblem": "Saving a todo fails.",
                                "urlsSeen": ["http://127.0.0.1:8765/#/active"]}}],
         "stop_reason": "tool_use", "stop_sequence": None,
         "usage": {"input_tokens": 1000 * len(frames), "output_tokens": 100 * len(frames)},

@@ -5,6 +5,7 @@ each element the pointer acted on by its role and accessible name."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import RunningService, upload
+from fake_anthropic import FakeAnthropic
 from function.aria import place
 from recorder import Action, AppServer, record_console_flow
 
@@ -66,6 +68,30 @@ def test_clicks_are_named_from_the_live_page(service: RunningService, app: AppSe
     assert 'Clicked the button \u201cComponents\u201d' in body["prompt"]
     result = named(steps, log, recordings)
     assert result["named"] >= 3 and result["kind_only"] >= 5, result["rows"]
+
+
+def test_claude_reads_the_frames_with_the_live_pages_elements(
+        start_service, app: AppServer, console_recording: tuple[Path, list[Action]]) -> None:
+    """With a key, Claude is told what the live page has under the pointer, and its steps keep the page's names."""
+    claude = FakeAnthropic()
+    try:
+        service = start_service(SCOPE_ALLOW_PRIVATE_URLS="1", ANTHROPIC_API_KEY="sk-test",
+                                ANTHROPIC_BASE_URL=claude.url, SCOPE_VISION_MODEL="claude-test")
+        video, _ = console_recording
+        response = upload(service.url, video, seedUrl=app.url + "index.html")
+        sent = [block["text"] for request in claude.requests for block in request["messages"][0]["content"]
+                if block["type"] == "text" and block["text"].startswith("Context of frame ")]
+    finally:
+        claude.close()
+    assert response.status_code == 200, response.text
+    contexts = [json.loads(text.split(": ", 1)[1]) for text in sent]
+    named_there = {(c["liveElement"]["role"], c["liveElement"]["name"]) for c in contexts if "liveElement" in c}
+    assert {("button", "Components"), ("button", "Alerts")} <= named_there
+    assert any("pointer" in c and "changedRegion" in c for c in contexts)
+    steps = response.json()["steps"]
+    components = [s for s in steps if (s["target"] or {}).get("name") == "Components"]
+    assert components and components[0]["source"] == "pointer+page+anthropic:claude-test", steps
+    assert components[0]["target"]["selector"] == "#components"  # the page's element, not the model's copy of it
 
 
 def test_a_page_that_cannot_be_placed_leaves_the_steps_named_from_the_screen(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from function.frames import extract
-from function.models import FlowStep, FrameAnalysis, KeyFrame, PageHit, PointerAt, Region, TextBox, Word
-from function.steps import infer, merge_flow
+from function.models import FrameAnalysis, KeyFrame, PageHit, PointerAt, Region, Step, StepTarget, TextBox, Word
+from function.steps import infer, merge_steps
 from function.vision import LocalProvider, Vision
 
 W, H = 1280, 720
@@ -159,14 +159,39 @@ def test_steps_name_what_the_user_did_on_real_recordings(recordings: Path, name:
     assert all(s.frame_index is not None and 0 < s.frame_index < len(key_frames) for s in found)
 
 
+def said(ms: int, action: str, description: str, target: StepTarget | None = None, value: str | None = None,
+         frame_index: int | None = None) -> Step:
+    return Step(index=0, timestamp=ms, end_timestamp=ms, action=action, target=target, value=value,
+                description=description, confidence=0.9, source="anthropic:claude-test", frame_index=frame_index)
+
+
 def test_a_vision_models_steps_join_the_inferred_ones() -> None:
     frames = [frame(0, 0, None), frame(1, 2000, box(600, 300, 40, 40)), frame(2, 4000, box(400, 150, 90, 24),
                                                                           caret=box(402, 150, 2, 20), caret_ms=3500)]
     found = infer(frames, [seen(HEADER), seen(HEADER), seen(HEADER, line("milk", 405, 154))])
-    flow = [FlowStep(timestamp=1900, action="Pressed the space bar to start the game"),
-            FlowStep(timestamp=3900, action="Typed something"), FlowStep(timestamp=9000, action="Closed the dialog")]
-    merged = merge_flow(found, flow, "anthropic:claude-test")
+    assert found[0].confidence < 0.5 and found[1].confidence >= 0.5
+    proposed = [said(1900, "key", "Pressed the space bar to start the game.", value="Space"),
+                said(3900, "type", "Typed something.", value="mlk"),
+                said(9000, "click", "Closed the dialog.", StepTarget(role="button", name="Close"), frame_index=2)]
+    merged = merge_steps(found, proposed)
     assert [s.index for s in merged] == [1, 2, 3]
-    assert merged[0].description == "Pressed the space bar to start the game" and merged[0].source == "anthropic:claude-test"
-    assert merged[1].action == "type" and merged[1].value == "milk" and merged[1].source == "keyboard+screen"  # sure: kept
-    assert (merged[2].action, merged[2].timestamp, merged[2].source) == ("other", 9000, "anthropic:claude-test")
+    # unsure here: the model's action, value and sentence replace the inference
+    assert (merged[0].action, merged[0].value, merged[0].description) == ("key", "Space",
+                                                                        "Pressed the space bar to start the game.")
+    assert merged[0].source == found[0].source + "+anthropic:claude-test" and merged[0].confidence <= 0.8
+    # sure here: kept, the model only confirms it
+    assert merged[1].action == "type" and merged[1].value == "milk" and merged[1].description == found[1].description
+    # seen only by the model: a step of its own, its confidence capped
+    assert (merged[2].action, merged[2].timestamp, merged[2].target, merged[2].frame_index) == (
+        "click", 9000, StepTarget(role="button", name="Close"), 2)
+    assert merged[2].confidence == 0.7
+
+
+def test_the_element_the_page_confirmed_outranks_the_models_name() -> None:
+    confirmed = Step(index=1, timestamp=2000, end_timestamp=2000, action="click",
+                     target=StepTarget(role="link", name="Components"), description='Clicked the link "Components".',
+                     confidence=0.4, source="pointer+page", frame_index=1)
+    merged = merge_steps([confirmed], [said(2100, "click", "Clicked Compnents.", StepTarget(role="button",
+                                                                                             name="Compnents"))])
+    assert len(merged) == 1 and merged[0].target == StepTarget(role="link", name="Components")
+    assert merged[0].description == 'Clicked the link "Components".' and merged[0].source == "pointer+page+anthropic:claude-test"

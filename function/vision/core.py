@@ -1,6 +1,7 @@
 """The provider-neutral part of vision: batching, fallback and merging.
 
-A provider reads a batch of key frames and returns a ``Reading``; ``Vision`` runs
+A provider reads a batch of key frames (with what was measured of each: pointer,
+changed region, the live page's element under the pointer) and returns a ``Reading``; ``Vision`` runs
 the provider's batches (several at once when the provider allows), lets the
 fallback provider read any batch the main one failed on (with a warning), and
 merges the readings into one ``VisionResult`` in time order.
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..models import FlowStep, FrameAnalysis, KeyFrame, VisionResult
+from ..models import FrameAnalysis, FrameHint, KeyFrame, Step, VisionResult
 
 
 class ProviderFailed(RuntimeError):
@@ -21,10 +22,11 @@ class ProviderFailed(RuntimeError):
 
 @dataclass
 class Batch:
-    """Frames read in one go, and whatever the provider prepared for them (encoded images)."""
+    """Frames read in one go, what was measured of each, and whatever the provider prepared (encoded images)."""
 
     frames: list[KeyFrame]
     payload: Any = None
+    hints: list[FrameHint | None] = field(default_factory=list)  # one per frame when given
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Reading:
     """What a provider made of one batch: one analysis per frame, in order, and what spans the frames."""
 
     analyses: list[FrameAnalysis]
-    flow: list[FlowStep] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)  # the user's actions as the provider saw them
     observed_problem: str = ""
     urls_seen: list[str] = field(default_factory=list)
     input_tokens: int = 0
@@ -55,7 +57,7 @@ class Analyser(Protocol):
 
     provider: str
 
-    def analyze(self, frames: list[KeyFrame]) -> VisionResult: ...
+    def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult: ...
 
 
 class Vision:
@@ -72,10 +74,14 @@ class Vision:
         except ProviderFailed as exc:
             if self.fallback is None:
                 raise
-            return self.fallback.read(Batch(batch.frames)), str(exc)
+            return self.fallback.read(Batch(batch.frames, hints=batch.hints)), str(exc)
 
-    def analyze(self, frames: list[KeyFrame]) -> VisionResult:
+    def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult:
+        """Read every frame; ``hints`` (one per frame, same order) is what was measured of each."""
         batches = self.main.batches(frames) if frames else []
+        by_index = {frame.index: hint for frame, hint in zip(frames, hints or [])}
+        for batch in batches:
+            batch.hints = [by_index.get(frame.index) for frame in batch.frames]
         with ThreadPoolExecutor(max_workers=max(1, self.main.max_in_flight)) as pool:
             outcomes = list(pool.map(self._read, batches))
         result = VisionResult(analyses=[], provider=self.provider)
@@ -87,7 +93,7 @@ class Vision:
             if failure:
                 failures.append(failure)
                 continue
-            result.flow.extend(reading.flow)
+            result.steps.extend(reading.steps)
             if reading.observed_problem.strip():
                 problems.append(reading.observed_problem.strip())
             result.urls_seen.extend(reading.urls_seen)
@@ -97,7 +103,7 @@ class Vision:
             result.warnings.append(
                 f"{self.main.label} failed for {len(failures)} of {len(batches)} request(s) "
                 f"({failures[0]}); {self.fallback.label} stood in for those frames")
-        result.flow.sort(key=lambda s: s.timestamp)
+        result.steps.sort(key=lambda s: s.timestamp)
         result.observed_problem = " ".join(dict.fromkeys(problems))
         result.urls_seen = list(dict.fromkeys(result.urls_seen))
         return result
