@@ -453,6 +453,7 @@ class ProcessingResponse(Model):
     file_size: int
     mime_type: str
     prompt: str
+    prompt_status: Literal["complete"] = "complete"  # as the public backend answers (clients read it)
     frames: list[Frame]
     frame_count: int
     urls_inspected: list[str]

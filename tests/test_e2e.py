@@ -80,6 +80,7 @@ def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, 
     assert snap["counts"]["buttons"] == 1 and 'button "Add"' in snap["ariaTree"]
     assert body["inspection"]["browser"].startswith("chromium")
     prompt = body["prompt"]
+    assert body["promptStatus"] == "complete"  # the public web app reads it
     assert "<task>" in prompt and "Todo is not saved" in prompt and "pressing Enter does nothing" in prompt
     assert 'button "Add"' in prompt and pages.url in prompt
     # The steps: one per change (nothing but two blocks appearing, no pointer, no typing), tied to the frames
