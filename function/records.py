@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from . import prompts
 from .auth import frame_path
@@ -32,11 +33,12 @@ from .models import (
     now_rfc3339,
     trim_lines,
 )
-from .sessions import SessionStore
+from .sessions import SessionStore, SessionsUnavailable
 from .storage import BlobStore
 
 log = logging.getLogger("scope.records")
 
+ID_ATTEMPTS = 5  # new ids drawn before giving up (36^8 ids: a second draw is already rare)
 RECORD_ARIA_CHARS = 30_000  # per snapshot in the session record (a Firestore document holds 1 MiB)
 EXTENSIONS = {"video/webm": "webm", "video/mp4": "mp4", "video/x-matroska": "mkv"}
 
@@ -166,10 +168,19 @@ class Records:
     # ------------------------------------------------------------------ a processed recording
 
     def save_recording(self, request: RecordingRequest, evidence: RecordingEvidence) -> Session:
-        """Build the session from ``evidence``, render its prompt, store its objects, then its record."""
-        session = build_session(new_id("sess_"), request, evidence, self.pricing)
-        prompt_started = time.monotonic()
-        session.prompt = self.render(session)
+        """Build the session from ``evidence``, render its prompt, claim its id with a ``processing``
+        record, store its objects, then the finished record."""
+        rendering: list[float] = []
+
+        def make(session_id: str) -> Session:
+            built = build_session(session_id, request, evidence, self.pricing)
+            began = time.monotonic()
+            built.prompt = self.render(built)
+            built.status = "processing"  # until its objects are stored
+            rendering.append(time.monotonic() - began)
+            return built
+
+        session = self._claim(make)
         store_started = time.monotonic()
         try:
             session.objects = self._save_objects(session, request, evidence)
@@ -180,13 +191,15 @@ class Records:
                 video_ms=evidence.video.video_ms, vision_ms=evidence.video.vision_ms,
                 browser_ms=evidence.inspection.duration_ms, grounding_ms=grounding[1] - grounding[0],
                 video_span=list(evidence.spans.get("video", ())), browser_span=list(evidence.spans.get("browser", ())),
-                prompt_ms=int((store_started - prompt_started) * 1000),
+                prompt_ms=int(rendering[-1] * 1000),
                 store_ms=int((finished - store_started) * 1000),
             )
             session.processing_time = int((finished - evidence.started) * 1000)
+            session.status = "complete"
             self.sessions.put(session)
         except BaseException:
             self._remove_objects(session.id)
+            self._forget(session)
             raise
         log.info("recording processed", extra={"fields": {
             "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
@@ -210,6 +223,21 @@ class Records:
         keys.append(prompt_key(session.id))
         self.store.put_bytes(keys[-1], session.prompt.encode(), "text/markdown")
         return keys
+
+    def _claim(self, make: Callable[[str], Session]) -> Session:
+        """A session under a new id, its record created only if the id was free (a taken id draws another)."""
+        for _ in range(ID_ATTEMPTS):
+            session = make(new_id("sess_"))
+            if self.sessions.create(session):
+                return session
+            log.warning("session id %s was taken; drawing another", session.id)
+        raise SessionsUnavailable(f"no free session id in {ID_ATTEMPTS} draws")
+
+    def _forget(self, session: Session) -> None:
+        try:
+            self.sessions.delete(session.owner_id, session.id)
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            log.exception("could not remove the record of %s", session.id)
 
     def _remove_objects(self, session_id: str) -> None:
         try:
@@ -240,10 +268,8 @@ class Records:
     def create(self, owner: str, body: SessionCreate) -> Session:
         """A session made by hand, ``processing`` until its client says otherwise."""
         now = now_rfc3339()
-        session = Session(id=new_id("sess_"), owner_id=owner, created_at=now, updated_at=now,
-                          **body.model_dump(exclude_unset=False))
-        self.sessions.put(session)
-        return session
+        return self._claim(lambda session_id: Session(id=session_id, owner_id=owner, created_at=now, updated_at=now,
+                                                      **body.model_dump(exclude_unset=False)))
 
     def patch(self, session: Session, patch: SessionPatch) -> Session:
         """Apply the fields ``patch`` sets; a new ``agentTarget`` without a ``prompt`` re-renders the prompt."""

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from .config import Config
 from .models import Session, Stats
-from .storage import check_writable, write_atomically
+from .storage import check_writable, write_atomically, write_new
 
 
 class SessionsUnavailable(RuntimeError):
@@ -27,6 +27,10 @@ class BadPageToken(ValueError):
 
 
 class SessionStore(Protocol):
+    def create(self, session: Session) -> bool:
+        """Store a new record unless its id is taken (``False`` then): never overwrites, whoever owns it."""
+        ...
+
     def put(self, session: Session) -> None: ...
 
     def get(self, owner_id: str, session_id: str) -> Session | None: ...
@@ -95,6 +99,12 @@ class LocalSessionStore:
         found = (self._read(p) for p in folder.glob("*.json"))
         return [s for s in found if s is not None and s.owner_id == owner_id]
 
+    def create(self, session: Session) -> bool:
+        try:
+            return write_new(self._path(session.id), session.model_dump_json(by_alias=True).encode("utf-8"))
+        except OSError as exc:
+            raise SessionsUnavailable(f"local sessions: {exc.strerror or exc}") from exc
+
     def put(self, session: Session) -> None:
         path = self._path(session.id)
         data = session.model_dump_json(by_alias=True).encode("utf-8")
@@ -155,12 +165,23 @@ class FirestoreSessionStore:
                                   timeout=retry_s)
         self._timeout = 15.0
         self._errors = (exceptions.GoogleAPIError, OSError)
+        self._exists = exceptions.AlreadyExists
 
     def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         try:
             return fn(*args, retry=self._retry, timeout=self._timeout, **kwargs)
         except self._errors as exc:
             raise SessionsUnavailable(f"firestore: {type(exc).__name__} on {what}") from exc
+
+    def create(self, session: Session) -> bool:
+        try:  # a retried create that had succeeded answers AlreadyExists: read it back to tell
+            self._call(session.id, self._collection.document(session.id).create, session.to_json())
+        except SessionsUnavailable as exc:
+            if not isinstance(exc.__cause__, self._exists):
+                raise
+            mine = self.get(session.owner_id, session.id)
+            return mine is not None and mine.created_at == session.created_at and mine.title == session.title
+        return True
 
     def put(self, session: Session) -> None:
         self._call(session.id, self._collection.document(session.id).set, session.to_json())

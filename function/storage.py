@@ -57,6 +57,22 @@ def write_atomically(target: Path, writer: Callable[[BinaryIO], object]) -> None
         raise
 
 
+def write_new(target: Path, data: bytes) -> bool:
+    """Write ``target`` whole unless it exists (``False`` then); a hard link makes the check and the
+    write one step, so two writers, even in two processes, cannot both succeed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def check_writable(root: Path) -> None:
     """Raise OSError unless files can be created below ``root``."""
     root.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from conftest import Emulators, PageServer
 from function import pipeline
 from function.aria import BrowserSettings, Inspector
 from function.config import Config
-from function.models import RecordingRequest, Session
+from function import records as records_module
+from function.models import RecordingRequest, Session, SessionCreate
 from function.records import Records
 from function.sessions import FirestoreSessionStore, SessionsUnavailable
 from function.storage import GcsStore, ObjectNotFound, StorageUnavailable
@@ -67,6 +68,10 @@ class FailingSessions:
     def __init__(self, inner, fail: bool, log: list[str]) -> None:
         self.inner, self.fail, self.log = inner, fail, log
 
+    def create(self, session: Session) -> bool:
+        self.log.append(f"claim {session.status}")
+        return self.inner.create(session)
+
     def put(self, session: Session) -> None:
         if self.fail:
             raise SessionsUnavailable("injected failure writing the record")
@@ -94,15 +99,17 @@ def bucket_names(env: dict) -> list[str]:
     return [b.name for b in client.list_blobs(env["SCOPE_BUCKET"])]
 
 
-def test_objects_first_then_the_record(cloud, browser, pages, small_video) -> None:
+def test_the_id_is_claimed_then_the_objects_then_the_record(cloud, browser, pages, small_video) -> None:
     env, store, sessions = cloud
     log: list[str] = []
     session = run_pipeline(FailingStore(store, 0, log), FailingSessions(sessions, False, log), browser, pages,
                            small_video)
-    assert log[-1] == "record" and all(entry.startswith("object") for entry in log[:-1])
-    assert log[0] == "object video.webm" and "object prompt.md" in log
+    assert log[0] == "claim processing" and log[-1] == "record"
+    assert all(entry.startswith("object") for entry in log[1:-1])
+    assert log[1] == "object video.webm" and "object prompt.md" in log
     names = bucket_names(env)
-    assert f"sessions/{session.id}/video.webm" in names and len(names) == len(log) - 1
+    assert f"sessions/{session.id}/video.webm" in names and len(names) == len(log) - 2
+    assert sessions.get("alice", session.id).status == "complete"
     stored = sessions.get("alice", session.id)
     assert stored.frame_count == 3 and stored.frames[1].id == session.frames[1].id
     assert stored.inspection.snapshots[0].aria_tree
@@ -123,6 +130,19 @@ def test_a_failed_record_write_removes_the_objects(cloud, browser, pages, small_
         run_pipeline(store, FailingSessions(sessions, True, []), browser, pages, small_video)
     assert bucket_names(env) == []
     assert sessions.list("alice", None, None)[0] == []
+
+
+def test_a_taken_session_id_is_never_overwritten(cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids are drawn at random: one already taken (by anyone) is refused by the store and another drawn."""
+    _, store, sessions = cloud
+    bobs = Session(id="sess_TAKEN001", owner_id="bob", title="Bob's", created_at="2026-11-30T10:00:00.000Z")
+    assert sessions.create(bobs)
+    assert not sessions.create(bobs.model_copy(update={"owner_id": "alice", "title": "Alice's"}))
+    drawn = iter(["sess_TAKEN001", "sess_FRESH001"])
+    monkeypatch.setattr(records_module, "new_id", lambda prefix: next(drawn))
+    made = Records(store, sessions).create("alice", SessionCreate(title="Alice's"))
+    assert made.id == "sess_FRESH001" and sessions.get("alice", "sess_FRESH001").title == "Alice's"
+    assert sessions.get("bob", "sess_TAKEN001").title == "Bob's" and sessions.get("alice", "sess_TAKEN001") is None
 
 
 class FlakyProxy:

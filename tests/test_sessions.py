@@ -24,6 +24,14 @@ def test_put_get_and_owner_scope(tmp_path: Path) -> None:
     assert store.get("alice", "../../etc/passwd") is None
 
 
+def test_create_never_overwrites(tmp_path: Path) -> None:
+    store = LocalSessionStore(tmp_path)
+    assert store.create(make(1, owner="bob"))
+    assert not store.create(make(1, owner="alice"))
+    assert store.get("bob", "sess_00000001") is not None and store.get("alice", "sess_00000001") is None
+    assert [p.name for p in (tmp_path / "sessions").iterdir()] == ["sess_00000001.json"]  # no temporary left
+
+
 def test_list_is_newest_first_and_pages(tmp_path: Path) -> None:
     store = LocalSessionStore(tmp_path)
     for n in range(7):
