@@ -26,7 +26,7 @@ run: setup
 	@echo "Claude Scope on http://$(HOST):$(PORT) (storage: $${SCOPE_STORAGE:-local}, data: $${SCOPE_DATA_DIR:-.scope-data})"
 	@if [ "$$SCOPE_ALLOW_PRIVATE_URLS" = "1" ]; then echo "SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open localhost and private addresses (local development)"; fi
 	@if [ -z "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY is not set: frames are read by the local analyser"; fi
-	PORT=$(PORT) $(VENV)/bin/functions-framework --source function/main.py --target scope --host $(HOST) --port $(PORT)
+	HOST=$(HOST) PORT=$(PORT) VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH scripts/serve.sh
 
 test: setup
 	$(PY) -m pytest -q tests

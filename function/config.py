@@ -86,6 +86,8 @@ class Config:
     vision_price_out: float = 15.0  # USD per million output tokens
     store_retry_s: float = 30.0  # how long transient storage and Firestore errors are retried
     signing_secret: str = ""
+    body_idle_s: float = 20.0  # a request body that sends nothing for this long is cut off (408)
+    body_min_rate: int = 16 * 1024  # bytes/s a body must average once BODY_GRACE_S have passed
 
     @property
     def auth_enabled(self) -> bool:
@@ -135,4 +137,6 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         vision_price_out=_number(env, "SCOPE_VISION_PRICE_OUT", 15.0),
         store_retry_s=_number(env, "SCOPE_STORE_RETRY_S", 30.0),
         signing_secret=env.get("SCOPE_SIGNING_SECRET", ""),
+        body_idle_s=max(0.5, _number(env, "SCOPE_BODY_IDLE_S", 20.0)),
+        body_min_rate=max(0, int(_number(env, "SCOPE_BODY_MIN_RATE", 16 * 1024))),
     )

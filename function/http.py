@@ -8,6 +8,7 @@ drain and the access log are request hooks.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import tempfile
@@ -46,6 +47,7 @@ from .storage import ObjectNotFound, StorageUnavailable
 log = logging.getLogger("scope.http")
 
 MAX_JSON_BYTES = 1024 * 1024
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})  # the methods whose bodies are read
 DRAIN_LIMIT = 128 * 1024 * 1024  # unread body we still read (and drop) so the client sees our answer
 RETRY_AFTER_S = 5
 PUBLIC_ENDPOINTS = {"health", "get_frame"}  # no Bearer token needed (a frame checks its signature itself)
@@ -107,6 +109,9 @@ def _start() -> Response | None:
     g.started = time.monotonic()
     g.log_token = logs.bind_request(g.request_id, request.headers.get("X-Cloud-Trace-Context"),
                                     _scope().config.gcp_project)
+    if request.method not in BODY_METHODS:  # a body nobody asked for is never read (nor waited for)
+        g.unread_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+        request.environ["wsgi.input"] = io.BytesIO()
     if request.method == "OPTIONS":
         return Response(status=204)  # a CORS preflight; the headers are added on the way out
     endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
@@ -155,7 +160,11 @@ def _drain_body(response: Response) -> None:
     made a streamed one so the framework does not try to read that remainder itself.
     """
     length = request.content_length
-    if length is not None and length > DRAIN_LIMIT:
+    if request.method not in BODY_METHODS:
+        drained = not g.get("unread_body")
+    elif g.get("body_stalled"):
+        drained = False
+    elif length is not None and length > DRAIN_LIMIT:
         drained = False
     else:
         total = 0
@@ -166,7 +175,7 @@ def _drain_body(response: Response) -> None:
                     break
                 total += len(chunk)
             drained = total <= DRAIN_LIMIT
-        except (OSError, ClientDisconnected):
+        except (OSError, ClientDisconnected, upload.BodyStalled):
             drained = False  # the client is gone: nothing more to read, close the connection
     if not drained:
         body = response.get_data()
@@ -193,6 +202,8 @@ def _api_error(exc: ApiError) -> Response:
 
 @api.app_errorhandler(upload.UploadError)
 def _upload_error(exc: upload.UploadError) -> Response:
+    if isinstance(exc, upload.BodyStalled):
+        g.body_stalled = True  # reading on would wait again: the connection is closed instead
     return _error(exc.status, exc.code, exc.message, exc.field)
 
 

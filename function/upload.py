@@ -39,6 +39,13 @@ class UploadError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+class BodyStalled(UploadError):
+    """The client stopped sending its body, or sends it too slowly to hold a request thread for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(408, "REQUEST_TIMEOUT", message)
+
+
 class DiskFull(OSError):
     """The temporary directory cannot take the upload."""
 

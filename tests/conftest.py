@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
@@ -285,6 +286,38 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return apply
+
+
+@contextlib.contextmanager
+def serve_sh(root: Path, **env: str) -> Iterator[str]:
+    """scripts/serve.sh as the container (and ``make run``) runs it: Hypercorn on 127.0.0.1, a free port."""
+    port = free_port()
+    full_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(root), "PORT": str(port),
+                "HOST": "127.0.0.1", "SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_DATA_DIR": str(root / "data"),
+                "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)} | env
+    log = open(root / "serve.log", "wb")
+    process = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], env=full_env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                requests.get(url + "/health", timeout=30)
+                break
+            except requests.ConnectionError:
+                if time.time() > deadline or process.poll() is not None:
+                    raise RuntimeError((root / "serve.log").read_text())
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
 
 
 class RunningService:

@@ -15,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO, PageServer, free_port
+from conftest import REPO, PageServer, serve_sh
 
 BIN = Path(sys.executable).parent
 
@@ -139,32 +139,8 @@ def test_cloudbuild_schema_and_step_order() -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """scripts/serve.sh as the container runs it (Hypercorn), on 127.0.0.1."""
-    port = free_port()
-    root = tmp_path_factory.mktemp("serve")
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(root), "PORT": str(port), "HOST": "127.0.0.1",
-           "SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_DATA_DIR": str(root / "data"), "VIRTUAL_ENV": str(BIN.parent)}
-    log = open(root / "serve.log", "wb")
-    process = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                requests.get(url + "/health", timeout=30)
-                break
-            except requests.ConnectionError:
-                if time.time() > deadline or process.poll() is not None:
-                    raise RuntimeError((root / "serve.log").read_text())
-                time.sleep(0.3)
+    with serve_sh(tmp_path_factory.mktemp("serve")) as url:
         yield url
-    finally:
-        import os
-        import signal
-
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-        log.close()
 
 
 def test_a_60_mb_upload_over_http2_cleartext(served: str, tmp_path: Path, pages: PageServer) -> None:
@@ -194,7 +170,7 @@ def test_make_run_listens_on_loopback_unless_told_otherwise() -> None:
     """`make run` allows private URLs and may run without auth: it must not be an open service on the network."""
     def run_command(*extra: str) -> str:
         dry = subprocess.run(["make", "-n", "run", *extra], cwd=REPO, capture_output=True, text=True, timeout=60)
-        return next(line for line in dry.stdout.splitlines() if "functions-framework" in line)
+        return next(line for line in dry.stdout.splitlines() if "scripts/serve.sh" in line)
 
-    assert "--host 127.0.0.1 " in run_command()
-    assert "--host 0.0.0.0 " in run_command("HOST=0.0.0.0")
+    assert "HOST=127.0.0.1 " in run_command()  # and serve.sh binds $HOST (its own default is the container's)
+    assert "HOST=0.0.0.0 " in run_command("HOST=0.0.0.0")
