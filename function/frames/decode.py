@@ -2,7 +2,10 @@
 
 Browser-recorded webm cannot seek and has no duration, so frames are read in order
 and each one's time is taken from its own timestamp. The configured limits are
-checked before the first frame is decoded and while decoding.
+checked before the first frame is decoded and on every decoded frame: the header's
+size is only a claim, so the decoder itself is told the pixel limit (FFmpeg's
+``max_pixels``: a larger frame is never allocated). A recording whose frames change
+size (a resized window, a tab capture) is read at its first size.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import av
+import cv2
 import numpy as np
 
 
@@ -42,6 +46,7 @@ class DecodedFrame:
 
     ms: int
     frame: Any  # av.VideoFrame; converted to colour only if it is kept
+    size: tuple[int, int] | None = None  # (width, height) to scale to: the video's first size, when this differs
 
     def gray(self) -> np.ndarray:
         """The luma plane, read in place where the pixel format has one (no colour conversion)."""
@@ -51,10 +56,18 @@ class DecodedFrame:
             luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
         else:
             luma = frame.to_ndarray(format="gray")
-        return _rotate(luma, frame.rotation)
+        return self._sized(_rotate(luma, frame.rotation))
 
     def bgr(self) -> np.ndarray:
-        return _rotate(self.frame.to_ndarray(format="bgr24"), self.frame.rotation)
+        return self._sized(_rotate(self.frame.to_ndarray(format="bgr24"), self.frame.rotation))
+
+    def _sized(self, image: np.ndarray) -> np.ndarray:
+        if self.size is None:
+            return image
+        width, height = self.size
+        if self.frame.rotation and round(self.frame.rotation / 90) % 2:
+            width, height = height, width
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 @dataclass
@@ -76,9 +89,9 @@ def _open(path: str | Path, limits: Limits) -> tuple[Any, Any, Probe]:
             raise VideoError("the file holds no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame and slice threads, as ffmpeg itself decodes
+        stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}  # whatever the header says
         width, height = stream.codec_context.width, stream.codec_context.height
-        if width * height > limits.max_pixels:
-            raise VideoError(f"the video is {width}x{height}, above the limit of {limits.max_pixels} pixels")
+        _check_size(width, height, limits)
         duration_ms = 0
         if stream.duration and stream.time_base:
             duration_ms = int(stream.duration * stream.time_base * 1000)
@@ -91,6 +104,11 @@ def _open(path: str | Path, limits: Limits) -> tuple[Any, Any, Probe]:
     except BaseException:
         container.close()
         raise
+
+
+def _check_size(width: int, height: int, limits: Limits) -> None:
+    if width * height > limits.max_pixels:
+        raise VideoError(f"the video is {width}x{height}, above the limit of {limits.max_pixels} pixels")
 
 
 def probe(path: str | Path, limits: Limits = Limits()) -> Probe:
@@ -108,8 +126,15 @@ def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | No
     fallback_ms = 1000.0 / float(stream.average_rate or 30)
     last_ms = -1
     count = 0
+    first_size: tuple[int, int] | None = None
     try:
         for frame in container.decode(stream):
+            _check_size(frame.width, frame.height, limits)
+            first_size = first_size or (frame.width, frame.height)
+            resized = (frame.width, frame.height) != first_size
+            if resized and not any(w.startswith("the frames change size") for w in warnings):
+                warnings.append(f"the frames change size at {max(last_ms, 0) / 1000:.1f} s ({first_size[0]}x"
+                                f"{first_size[1]} to {frame.width}x{frame.height}); they were scaled to the first")
             if frame.pts is not None and stream.time_base:
                 ms = int(round(float((frame.pts - start) * stream.time_base) * 1000))
             else:
@@ -119,8 +144,9 @@ def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | No
                 raise VideoError(f"the video lasts more than the limit of {limits.max_seconds:.0f} s")
             last_ms = ms
             count += 1
-            yield DecodedFrame(ms, frame)
+            yield DecodedFrame(ms, frame, first_size if resized else None)
     except av.FFmpegError as exc:
+        _check_size(stream.codec_context.width, stream.codec_context.height, limits)  # refused as too large
         if count == 0:
             raise VideoError(f"no frame of the video could be decoded ({type(exc).__name__})") from None
         warnings.append(f"the video is corrupt after {last_ms / 1000:.1f} s ({type(exc).__name__}); "
