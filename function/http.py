@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from . import auth, logs, upload
 from .auth import FrameSigner, Unauthorized
 from .config import Config
 from .frames import VideoError
+from .slots import Slots
 from .models import (
     Body,
     Caller,
@@ -73,7 +73,7 @@ class Scope:
     records: Records
     process: Process
     signer: FrameSigner
-    slots: threading.BoundedSemaphore
+    slots: Slots
 
 
 def _scope() -> Scope:
@@ -88,7 +88,7 @@ def create_app(config: Config, records: Records, process: Process) -> Flask:
     app = Flask("scope")
     app.url_map.strict_slashes = False
     app.extensions["scope"] = Scope(config, records, process, FrameSigner(config.signing_secret),
-                                    threading.BoundedSemaphore(config.max_inflight))
+                                    Slots(config.max_inflight, owners=len(set(config.api_keys.values()))))
     app.register_blueprint(api)
     app.register_blueprint(api, url_prefix="/api", name="api")
     return app
@@ -320,9 +320,10 @@ def me() -> Response:
 @api.post("/recordings")
 def create_recording() -> Response:
     scope = _scope()
-    if not scope.slots.acquire(blocking=False):
-        raise ApiError(429, "BUSY", "the service is at its limit of recordings in flight, retry later",
-                       headers={"Retry-After": str(RETRY_AFTER_S)})
+    owner = g.owner
+    if not scope.slots.try_take(owner):
+        raise ApiError(429, "BUSY", "the service is at its limit of recordings in flight (or this caller at its "
+                       "share of them), retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
     raw = None
     try:
         raw = upload.read_multipart(request.stream, request.content_type, request.content_length,
@@ -338,7 +339,7 @@ def create_recording() -> Response:
     finally:
         if raw is not None:
             raw.discard()
-        scope.slots.release()
+        scope.slots.give_back(owner)
 
 
 @api.get("/sessions")

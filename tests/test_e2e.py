@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -392,21 +393,61 @@ def tight_service(start_service, backend) -> RunningService:
     return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_MAX_INFLIGHT="1", SCOPE_DEADLINE_S="2", **backend("tight"))
 
 
+def slow_page(seconds: int) -> str:
+    """A path of the page server that answers after about ``seconds``, unique to this call."""
+    return f"/slow?d={seconds}.{uuid.uuid4().int % 10**6:06d}"
+
+
+def wait_for_hit(pages: PageServer, path: str) -> None:
+    """Until the page server has been asked for ``path`` (the pipeline is then under way)."""
+    deadline = time.monotonic() + 60
+    while path not in pages.hits:
+        assert time.monotonic() < deadline, f"{path} was never requested"
+        time.sleep(0.05)
+
+
 def test_deadline_and_busy(tight_service: RunningService, small_video: Path, pages: PageServer) -> None:
     results: dict[str, requests.Response] = {}
+    path = slow_page(4)
 
     def slow() -> None:
-        results["slow"] = upload(tight_service.url, small_video, seedUrl=pages.url + "/slow?d=4")
+        results["slow"] = upload(tight_service.url, small_video, seedUrl=pages.url + path)
 
     worker = threading.Thread(target=slow)
     worker.start()
-    time.sleep(0.7)
+    wait_for_hit(pages, path)
     busy = upload(tight_service.url, small_video, seedUrl=pages.url + "/")
     worker.join(60)
     body = assert_error(busy, 429, "BUSY")
     assert int(busy.headers["Retry-After"]) > 0 and "limit" in body["message"]
     assert_error(results["slow"], 504, "TIMEOUT")
     assert_nothing_left(tight_service)
+
+
+@pytest.fixture(scope="module")
+def shared_service(start_service, pages: PageServer, backend) -> RunningService:
+    return start_service(SCOPE_API_KEYS="alice:key-alice,bob:key-bob", SCOPE_MAX_INFLIGHT="2",
+                         SCOPE_ALLOWED_HOSTS=f"127.0.0.1:{pages.port}", **backend("shared"))
+
+
+def test_one_owner_cannot_take_every_slot(shared_service: RunningService, small_video: Path,
+                                          pages: PageServer) -> None:
+    """Two slots, two owners: Alice's slow recording holds one, her second is refused, Bob's goes through."""
+    results: dict[str, requests.Response] = {}
+    path = slow_page(3)
+
+    def slow() -> None:
+        results["slow"] = upload(shared_service.url, small_video, headers=ALICE, seedUrl=pages.url + path)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    wait_for_hit(pages, path)
+    second = upload(shared_service.url, small_video, headers=ALICE, seedUrl=pages.url + "/")
+    bobs = upload(shared_service.url, small_video, headers=BOB, seedUrl=pages.url + "/")
+    worker.join(60)
+    assert "share" in assert_error(second, 429, "BUSY")["message"]
+    assert bobs.status_code == 200, bobs.text
+    assert results["slow"].status_code == 200, results["slow"].text
 
 
 def test_storage_unavailable(start_service, tmp_path_factory, small_video: Path, pages: PageServer,
