@@ -89,7 +89,7 @@ class GuardProxy:
         try:
             addresses = await asyncio.to_thread(self.check, host, port)
         except Blocked as exc:
-            log.info("blocked %s %s: %s", method, target, exc)
+            log.info("blocked %s %s:%s: %s", method, host, port, exc)  # never the path or query: they may hold secrets
             await self._refuse(writer, str(exc))
             return
         try:

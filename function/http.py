@@ -87,6 +87,7 @@ def create_app(config: Config, records: Records, process: Process) -> Flask:
     """The service as a Flask app: the blueprint at ``/`` and at ``/api``."""
     app = Flask("scope")
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # "/sessions//x" is no route (404), not a redirect to guess at
     app.extensions["scope"] = Scope(config, records, process, FrameSigner(config.signing_secret),
                                     Slots(config.max_inflight, owners=len(set(config.api_keys.values()))))
     app.register_blueprint(api)

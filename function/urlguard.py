@@ -74,7 +74,7 @@ def check_host(host: str, port: int, resolve: Resolver = system_resolver,
         except ValueError:
             raise Blocked(f"{host} resolves to an unreadable address") from None
         if not public:
-            raise Blocked(f"{host} resolves to a non-public address ({address})")
+            raise Blocked(f"{host} resolves to a non-public address")  # which one is not told: no oracle
     return addresses
 
 

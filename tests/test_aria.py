@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import os
 import signal
 import threading
@@ -210,3 +212,17 @@ def test_webrtc_does_not_go_around_the_guard(guarded: Inspector, pages: PageServ
         assert readable == [], "a STUN request reached a loopback address around the guard"
     finally:
         stun.close()
+
+
+def test_the_proxy_logs_no_path_or_query_and_tells_no_address(guarded: Inspector, pages: PageServer,
+                                                             canary: PageServer,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A blocked URL's path and query may carry secrets; the refusal a page can read names no address."""
+    caplog.set_level(logging.INFO, logger="scope.egress")
+    hidden = quote(f"http://localhost:{canary.port}/reset?token=s3cret-token", safe="")
+    snap = guarded.inspect([f"{pages.url}/redirect-to-url?u={hidden}"]).snapshots[0]
+    assert not snap.success and canary.hits == []
+    blocked = [r.getMessage() for r in caplog.records if r.name == "scope.egress"]
+    assert any(f"localhost:{canary.port}" in line and "non-public" in line for line in blocked), blocked
+    assert "s3cret" not in caplog.text and "/reset" not in caplog.text
+    assert "127.0.0.1" not in snap.error

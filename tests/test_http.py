@@ -79,3 +79,10 @@ def test_patch_obeys_the_uploads_text_rules(tmp_path: Path) -> None:
     assert client.patch(f"/sessions/{sid}", json={"frameCount": True}).get_json()["field"] == "frameCount"
     assert client.patch(f"/sessions/{sid}", json={"urlCount": 2**63}).get_json()["field"] == "urlCount"
     assert client.post("/sessions", json={"title": "a\u2028b\nc"}).get_json()["code"] == "INVALID_FIELD"
+
+
+@pytest.mark.parametrize("path", ["/sessions//x", "/api/sessions//x", "/sessions//frames/x", "//sessions"])
+def test_empty_path_segments_are_no_route(tmp_path: Path, path: str) -> None:
+    """Not a redirect to a guessed path, not a 500: the contract's 404 in JSON."""
+    response = client_for(tmp_path, lambda request: None).get(path)
+    assert response.status_code == 404 and response.json["code"] == "NOT_FOUND"

@@ -18,7 +18,9 @@ def resolver(table: dict[str, list[str]]):
 PUBLIC = resolver({"example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
                    "internal.example": ["10.1.2.3"],
                    "mixed.example": ["93.184.215.14", "192.168.1.10"],
-                   "metadata.example": ["169.254.169.254"]})
+                   "metadata.example": ["169.254.169.254"],
+                   # A resolver that gives the metadata names a public address: the names are refused anyway.
+                   "metadata.google.internal": ["93.184.215.14"], "metadata": ["93.184.215.14"]})
 
 
 @pytest.mark.parametrize("address", [
@@ -35,6 +37,19 @@ def test_non_public_addresses(address: str) -> None:
                                      "64:ff9b::808:808"])  # NAT64 to a public address stays public
 def test_public_addresses(address: str) -> None:
     assert address_is_public(address)
+
+
+def test_metadata_names_are_refused_by_name() -> None:
+    for url in ("http://metadata.google.internal/computeMetadata/v1/", "http://METADATA.GOOGLE.INTERNAL./",
+                "http://metadata/"):
+        decision = decide(url, PUBLIC)
+        assert not decision.allowed and "metadata host" in decision.reason
+
+
+def test_a_refusal_does_not_tell_the_address_a_name_resolves_to() -> None:
+    for url in ("http://internal.example/", "http://mixed.example/"):
+        reason = decide(url, PUBLIC).reason
+        assert "non-public" in reason and "10.1.2.3" not in reason and "192.168" not in reason
 
 
 def test_public_host_is_allowed() -> None:
