@@ -11,7 +11,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 Resolver = Callable[[str], Iterable[str]]
 
@@ -76,6 +76,18 @@ def check_host(host: str, port: int, resolve: Resolver = system_resolver,
         if not public:
             raise Blocked(f"{host} resolves to a non-public address")  # which one is not told: no oracle
     return addresses
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part (a URL read off a screen is neither opened nor shown with one)."""
+    try:
+        parts = urlsplit(url)
+        if "@" not in parts.netloc:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return url
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def decide(url: str, resolve: Resolver = system_resolver, allow_private: bool = False,

@@ -287,3 +287,26 @@ def test_the_browser_toolbar_is_found_by_its_edge_not_a_fixed_share(size: tuple[
     if app_bar:
         image[toolbar:toolbar + app_bar] = 60  # the app's own dark top bar
     assert ocr.toolbar_height(image) == (toolbar or None)
+
+
+class ReadsCredentials:
+    """A provider that reads URLs with a user and password in them off the screen."""
+
+    name, label, max_in_flight = "creds:test", "the credentials provider", 1
+
+    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
+        return [Batch(frames)]
+
+    def read(self, batch: Batch) -> Reading:
+        url = "https://admin:hunter2@shop.example.com:8443/orders?id=7"
+        return Reading([FrameAnalysis(description="x", provider=self.name, url=url) for _ in batch.frames],
+                       steps=[Step(index=0, timestamp=0, end_timestamp=0, action="navigate", value=url,
+                                   description="Went there.", confidence=0.5, source=self.name)],
+                       urls_seen=[url, "http://user@[::1]:3000/"])
+
+
+def test_urls_read_off_the_screen_lose_their_credentials() -> None:
+    result = Vision(ReadsCredentials()).analyze(key_frames(2, size=(64, 48)))
+    clean = "https://shop.example.com:8443/orders?id=7"
+    assert [a.url for a in result.analyses] == [clean, clean] and result.steps[0].value == clean
+    assert result.urls_seen == [clean, "http://[::1]:3000/"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..models import FrameAnalysis, FrameHint, KeyFrame, Step, VisionResult
+from ..urlguard import without_credentials
 
 
 class ProviderFailed(RuntimeError):
@@ -103,6 +104,11 @@ class Vision:
             result.warnings.append(
                 f"{self.main.label} failed for {len(failures)} of {len(batches)} request(s) "
                 f"({failures[0]}); {self.fallback.label} stood in for those frames")
+        for analysis in result.analyses:  # a URL read off the screen keeps no credentials
+            analysis.url = without_credentials(analysis.url) if analysis.url else analysis.url
+        for step in result.steps:
+            step.value = without_credentials(step.value) if step.action == "navigate" and step.value else step.value
+        result.urls_seen = [without_credentials(url) for url in result.urls_seen]
         result.steps.sort(key=lambda s: s.timestamp)
         result.observed_problem = " ".join(dict.fromkeys(problems))
         result.urls_seen = list(dict.fromkeys(result.urls_seen))
