@@ -89,6 +89,11 @@ PAGES = {
                "<form><label>New todo <input name=todo></label><button>Add</button></form>"
                "<a href='/about'>About</a></body></html>"),
     "/about": (200, "<!doctype html><title>About</title><h1>About</h1>"),
+    # Says whether this browser has been here before (a cookie or local storage from an earlier visit).
+    "/memory": (200, "<!doctype html><title>Memory</title><h1>Memory</h1><script>"
+                     "const seen = localStorage.getItem('visited') || document.cookie.includes('visited=1');"
+                     "localStorage.setItem('visited', '1'); document.cookie = 'visited=1; max-age=3600';"
+                     "document.title = seen ? 'Remembered' : 'Fresh';</script>"),
     "/broken": (200, "<!doctype html><title>Broken</title><h1>Broken</h1>"
                      "<script>console.error('boom from page'); fetch('/missing-api');"
                      "setTimeout(() => { throw new Error('uncaught later') }, 0)</script>"),

@@ -142,9 +142,10 @@ def test_a_dead_browser_is_started_again(pages: PageServer) -> None:
 
 
 def test_each_request_gets_a_fresh_context(inspector: Inspector, pages: PageServer) -> None:
-    first = inspector.inspect([pages.url + "/"])
-    second = inspector.inspect([pages.url + "/about"])
-    assert first.snapshots[0].success and second.snapshots[0].success
+    """Cookies and storage a page left behind are gone for the next request (another owner's, perhaps)."""
+    first = inspector.inspect([pages.url + "/memory"])
+    second = inspector.inspect([pages.url + "/memory"])
+    assert first.snapshots[0].title == "Fresh" and second.snapshots[0].title == "Fresh"
 
 
 def test_counts_and_trimming() -> None:
