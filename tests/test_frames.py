@@ -13,6 +13,8 @@ import pytest
 
 from conftest import REPO, ui_frames, write_video
 from function.frames import Limits, VideoError, extract
+from function.frames.detect import MAX_SETTLE_MS
+from function.frames.regions import changed_boxes
 
 
 def test_one_frame_per_change_after_it_settles(tmp_path: Path) -> None:
@@ -205,3 +207,42 @@ def test_a_digit_changing_in_small_text_is_a_change(tmp_path: Path, font_scale: 
     assert [f.timestamp for f in key_frames] == [0, 2300]
     region = key_frames[1].changed_region
     assert region is not None and 900 <= region.x <= 1000 and region.width <= 24 and 130 <= region.y <= 150
+
+
+def test_isolated_changed_pixels_are_noise_not_a_change() -> None:
+    """Scattered single pixels (sensor noise, dithering) swing hard but touch no other changed pixel."""
+    rng = np.random.default_rng(3)
+    reference = np.full((360, 640), 245, np.uint8)
+    cv2.putText(reference, "Demo app text here", (20, 100), cv2.FONT_HERSHEY_SIMPLEX, 1, 0, 2)
+    chosen = np.zeros_like(reference)
+    chosen[rng.integers(0, 360, 1500), rng.integers(0, 640, 1500)] = 1
+    isolated = (chosen == 1) & (cv2.boxFilter(chosen, -1, (3, 3), normalize=False) == 1)
+    noisy = reference.copy()
+    noisy[isolated] = 40
+    assert isolated.sum() > 1000 and changed_boxes(reference, noisy) == []
+    word = reference.copy()
+    cv2.putText(word, "new", (300, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 1)
+    assert len(changed_boxes(reference, word)) == 1  # touching pixels: a change
+
+
+def test_a_recorders_blank_first_frame_gives_way_to_the_first_screen(tmp_path: Path) -> None:
+    frames = [np.zeros((360, 640, 3), np.uint8)] * 3 + ui_frames([2.0], seconds=3.5)
+    key_frames, _, _ = extract(write_video(tmp_path / "blank.mkv", frames))
+    first = cv2.imdecode(np.frombuffer(key_frames[0].png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert first.mean() > 150 and key_frames[0].timestamp == 300  # the first screen, when it came
+    assert len(key_frames) == 2 and 2300 <= key_frames[1].timestamp <= 3200
+
+
+def test_a_change_that_never_settles_is_captured_on_the_way(tmp_path: Path) -> None:
+    """A screen that changes at every sample for 8 s (a running counter, a long animation): a frame every
+    MAX_SETTLE_MS or so, not one at the end."""
+    frames = []
+    for n in range(100):  # 10 s at 10 fps: the counter runs until 8 s, then stops
+        image = ui_frames([], seconds=0.1)[0]
+        cv2.putText(image, f"Elapsed {min(n, 80) * 7919 % 100000:05d} ms", (40, 220), cv2.FONT_HERSHEY_SIMPLEX, 1.6,
+                    (0, 0, 0), 3)
+        frames.append(image)
+    key_frames, _, _ = extract(write_video(tmp_path / "counter.mkv", frames))
+    during = [f.timestamp for f in key_frames[1:] if f.timestamp < 8000]
+    assert len(during) >= 2, [f.timestamp for f in key_frames]
+    assert all(later - earlier <= MAX_SETTLE_MS + 600 for earlier, later in zip(during, during[1:]))

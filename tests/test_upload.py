@@ -108,6 +108,23 @@ class TestMultipart:
             read_multipart(io.BytesIO(data), CT, None, str(tmp_path))
         assert (err.value.code, err.value.field) == ("INVALID_FIELD", "title")
 
+    def test_a_second_file_part_is_refused(self, tmp_path: Path) -> None:
+        video = _ebml(b"webm") + b"\x00" * 1000
+        data = body([("file", video, "a.webm"), ("file", video, "b.webm")])
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(data), CT, None, str(tmp_path))
+        assert (err.value.code, err.value.field) == ("INVALID_FIELD", "file")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_the_whole_body_is_capped_not_only_the_file(self, tmp_path: Path) -> None:
+        """Parts the service skips still count: a huge unknown part without a Content-Length is cut off."""
+        data = body([("padding", b"p" * (upload.MAX_BODY_OVERHEAD + 3 * upload.CHUNK), None),
+                     ("file", _ebml(b"webm") + b"\x00" * 100, "a.webm")])
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(data), CT, None, str(tmp_path), max_file_bytes=1000)
+        assert (err.value.status, err.value.code) == (413, "FILE_TOO_LARGE")
+        assert list(tmp_path.iterdir()) == []
+
     def test_huge_text_field_does_not_fill_memory(self, tmp_path: Path) -> None:
         data = body([("title", b"a" * 5_000_000, None)])
         with pytest.raises(UploadError) as err:
@@ -172,6 +189,8 @@ class TestRules:
         ("title", "two\u2028lines"),  # Unicode's own line separator
         ("title", "safe\u202eexe.txt"),  # a right-to-left override: reads other than it is stored
         ("title", "c1\x85control"),
+        ("title", "c1\x9bcsi"),  # a C1 control that is no line break
+        ("notes", "colour \x9b31mred"),
         ("notes", "isolate \u2066hidden\u2069"),
         ("notes", "n" * 2001),
         ("notes", "nul\x00byte"),
