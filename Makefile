@@ -10,7 +10,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 export SCOPE_ALLOW_PRIVATE_URLS ?= 1
 
-.PHONY: run test setup system-deps clean
+.PHONY: run test mutation setup system-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,11 @@ run: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+# Mutation check of the security-relevant modules (pyproject.toml [tool.mutmut]); scores in docs/BENCHMARKS.md.
+mutation: setup
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) .scope-data .pytest_cache
+	rm -rf $(VENV) .scope-data .pytest_cache mutants

@@ -34,7 +34,7 @@ class GuardProxy:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=MAX_HEAD_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -59,11 +59,11 @@ class GuardProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            writer.close()
-            return
-        if len(head) > MAX_HEAD_BYTES:
+        except asyncio.LimitOverrunError:  # no end of the head within MAX_HEAD_BYTES
             await self._refuse(writer, "request head too large", "431 Request Header Fields Too Large")
+            return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
             return
         lines = head.decode("latin-1").split("\r\n")
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from function.urlguard import address_is_public, decide
+from function.urlguard import Blocked, Decision, address_is_public, check_host, decide, without_credentials
 
 
 def resolver(table: dict[str, list[str]]):
@@ -82,3 +82,50 @@ def test_exact_host_port_exception() -> None:
     allowed = frozenset({"127.0.0.1:8765"})
     assert decide("http://127.0.0.1:8765/x", allowed_hosts=allowed).allowed
     assert not decide("http://127.0.0.1:8766/x", allowed_hosts=allowed).allowed
+
+
+@pytest.mark.parametrize("address", ["2606:2800::a00:1", "2001:4860::c0a8:101"])  # low 32 bits look private
+def test_a_global_ipv6_address_is_not_judged_by_its_low_bits(address: str) -> None:
+    assert address_is_public(address)
+
+
+def test_a_scoped_ipv6_address_is_judged_without_its_zone() -> None:
+    assert not address_is_public("fe80::1%eth0") and address_is_public("2606:2800::1%eth0")
+
+
+@pytest.mark.parametrize("url,reason", [
+    ("http://[::1/", "the URL cannot be parsed"),
+    ("ftp://example.com/", "scheme ftp is not allowed"),
+    ("example.com/path", "scheme (none) is not allowed"),
+    ("http:///nohost", "the URL has no host"),
+    ("http://nowhere.example/", "nowhere.example does not resolve"),
+    ("http://internal.example/", "internal.example resolves to a non-public address"),
+    ("http://Metadata.Google.Internal./", "metadata.google.internal is a metadata host"),
+    ("http://empty.example/", "empty.example does not resolve"),
+    ("http://odd.example/", "odd.example resolves to an unreadable address"),
+])
+def test_each_refusal_says_why(url: str, reason: str) -> None:
+    table = resolver({"internal.example": ["10.1.2.3"], "empty.example": [], "odd.example": ["not-an-address"]})
+    assert decide(url, table) == Decision(False, reason)
+
+
+def test_check_host_takes_bracketed_and_dotted_names() -> None:
+    table = resolver({"example.com": ["93.184.215.14"], "::1": ["::1"]})
+    assert check_host("EXAMPLE.com.", 443, table) == ["93.184.215.14"]
+    with pytest.raises(Blocked, match="non-public"):
+        check_host("[::1]", 80, table)
+    with pytest.raises(Blocked, match="^no host$"):
+        check_host("[]", 80, table)
+    assert check_host("[::1]", 8765, table, frozenset({"::1:8765"})) == ["::1"]
+
+
+@pytest.mark.parametrize("url,clean", [
+    ("https://admin:hunter2@shop.example.com:8443/o?id=7#top", "https://shop.example.com:8443/o?id=7#top"),
+    ("http://user@[::1]:3000/", "http://[::1]:3000/"),
+    ("http://a@b@example.com/", "http://example.com/"),  # the last @ ends the user part, as browsers read it
+    ("https://example.com/a@b", "https://example.com/a@b"),  # an @ in the path is no credential
+    ("https://example.com/", "https://example.com/"),
+    ("http://[::1/", "http://[::1/"),  # unparsable: left as it is (the guard refuses it anyway)
+])
+def test_credentials_are_taken_out_of_a_url(url: str, clean: str) -> None:
+    assert without_credentials(url) == clean
