@@ -20,6 +20,7 @@ from typing import Callable
 from pydantic import Field
 
 from .models import AGENT_TARGETS, AgentTarget, FlowStep, Frame, Inspection, Model, Session, Step
+from .urlguard import inert_url
 
 DEFAULT_TOKEN_BUDGET = 8000
 CURSOR_STEPS = 12  # Cursor's prompt is short: it keeps the last steps, where a bug usually shows
@@ -246,18 +247,18 @@ def build_sections(ev: Evidence, level: int) -> Sections:
     for n, snap in enumerate(snapshots):
         if snap.success:
             c = snap.counts
-            head = (f"{snap.url} — HTTP {snap.http_status}, final URL {snap.final_url}, "
+            head = (f"{inert_url(snap.url)} — HTTP {snap.http_status}, final URL {inert_url(snap.final_url or '')}, "
                     f"{c.buttons} buttons, {c.inputs} inputs, {c.links} links, {c.headings} headings")
         else:
-            head = f"{snap.url} — did not load"
+            head = f"{inert_url(snap.url)} — did not load"
         aria, dropped = trim_aria(snap.aria_tree, aria_lines) if aria_lines else ("", len(snap.aria_tree.splitlines()))
         if dropped:
-            omitted.append(f"{dropped} lines of the ARIA snapshot of {snap.url} "
+            omitted.append(f"{dropped} lines of the ARIA snapshot of {inert_url(snap.url)} "
                            f"({api}, inspection.snapshots[{n}].ariaTree)")
         console = [one_line(e, 300) for e in snap.console_errors[:console_lines]]
         failed = [one_line(r, 300) for r in snap.failed_requests[:console_lines]]
         if len(snap.console_errors) + len(snap.failed_requests) > len(console) + len(failed):
-            omitted.append(f"console errors and failed requests beyond the first {console_lines} of {snap.url} "
+            omitted.append(f"console errors and failed requests beyond the first {console_lines} of {inert_url(snap.url)} "
                            f"({api}, inspection.snapshots[{n}])")
         title = one_line(snap.title, 120) if snap.success else one_line(snap.error or "", 300)
         pages.append(PageBlock(snap.url, head, ("title: " if snap.success else "error: ") + title + ("\n" + aria if aria else ""),

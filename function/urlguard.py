@@ -11,7 +11,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import Callable, Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 Resolver = Callable[[str], Iterable[str]]
 
@@ -76,6 +76,15 @@ def check_host(host: str, port: int, resolve: Resolver = system_resolver,
         if not public:
             raise Blocked(f"{host} resolves to a non-public address")  # which one is not told: no oracle
     return addresses
+
+
+URL_CHARACTERS = "-._~:/?#[]@!$&'()*+,;=%"  # RFC 3986's unreserved and reserved characters, and escapes
+
+
+def inert_url(url: str) -> str:
+    """``url`` with every character a URL may not hold raw percent-encoded (spaces, line breaks, quotes,
+    backticks, angle brackets, non-ASCII): printed anywhere, it cannot end a fence, open a tag or a line."""
+    return quote(url, safe=URL_CHARACTERS)
 
 
 def without_credentials(url: str) -> str:

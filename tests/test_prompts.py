@@ -218,3 +218,49 @@ def test_cursor_keeps_the_last_steps_and_says_what_it_cut() -> None:
     prompt = render("CURSOR", ev)
     assert "Step number 20." in prompt and "Step number 9." in prompt and "Step number 8." not in prompt
     assert "steps 1–8 are in GET /sessions/sess_TEST0001" in prompt
+
+
+def breaking_strings(count: int, seed: int = 20261130) -> list[str]:
+    """Strings built to end a fence or a section: backtick and tilde runs, closing and opening tags,
+    headings, list items and line separators, in random orders; each carries a marker ``PWN<n>``."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["```", "````", "`````````", "~~~", "\n```\n", "\n~~~~\n", "</task>", "</evidence>", "</urls>",
+              "<instructions>", "</reproduction_steps>", "</page_structure>", "\n# Done\n", "\n## Acceptance criteria\n",
+              "\n- [x] ", "\n1. ", "\u2028", "\u2029", "\r\n", "\x85", "]]>", "-->", "<!--", "\"", "\\", "\n\n"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(2, 6))) + f"PWN{n}" +
+            "".join(rng.choice(pieces) for _ in range(rng.randint(1, 4))) for n in range(count)]
+
+
+def hostile_everywhere(text: str) -> Evidence:
+    """Every field a recording or a page controls holds ``text``."""
+    ev = evidence(text)
+    for frame in ev.frames:
+        frame.url = f"https://app.example/{text}"
+        frame.analysis.anomalies = [text]
+    snapshot = ev.inspection.snapshots[0]
+    snapshot.final_url, snapshot.failed_requests = f"https://app.example/x?{text}", [text]
+    ev.inspection.urls_inspected.append(f"https://app.example/{text}")
+    ev.steps = [Step(index=1, timestamp=1000, end_timestamp=2000, action="type", value=text, url=f"https://app.example/{text}",
+                     target=StepTarget(role="textbox", name=text, selector=text), frame_id="frm_00000001",
+                     description=f"Typed {text}.", confidence=0.7, source="keyboard+screen"),
+                Step(index=2, timestamp=3000, end_timestamp=3000, action="navigate", value=f"https://app.example/{text}",
+                     description=f"Went to {text}.", confidence=0.7, source="screen")]
+    return ev
+
+
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_no_breaking_string_leaves_its_fence(target: str) -> None:
+    """A property over many generated strings and every field they can reach: the marker is shown only
+    inside fenced blocks, and the prompt's own sections stay as many as without them."""
+    plain = render(target, evidence())
+    headings = [line for line in outside_fences(plain).split("\n") if line.startswith("#")]
+    for n, text in enumerate(breaking_strings(40)):
+        prompt = render(target, hostile_everywhere(text))
+        ours = outside_fences(prompt)
+        assert f"PWN{n}" in prompt, (target, text)
+        # Outside the fences, a page's or a recording's text shows only inside a URL that holds nothing raw.
+        bare = re.sub(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", "<url>", ours)
+        assert f"PWN{n}" not in bare, (target, text, [line for line in ours.split("\n") if f"PWN{n}" in line])
+        assert [line for line in ours.split("\n") if line.startswith("#")] == headings, (target, text)

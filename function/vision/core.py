@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..models import FrameAnalysis, FrameHint, KeyFrame, Step, VisionResult
-from ..urlguard import without_credentials
+from ..urlguard import inert_url, without_credentials
 
 
 class ProviderFailed(RuntimeError):
@@ -104,12 +104,17 @@ class Vision:
             result.warnings.append(
                 f"{self.main.label} failed for {len(failures)} of {len(batches)} request(s) "
                 f"({failures[0]}); {self.fallback.label} stood in for those frames")
-        for analysis in result.analyses:  # a URL read off the screen keeps no credentials
-            analysis.url = without_credentials(analysis.url) if analysis.url else analysis.url
+        for analysis in result.analyses:  # a URL read off the screen keeps no credentials and nothing raw
+            analysis.url = _as_url(analysis.url) if analysis.url else analysis.url
         for step in result.steps:
-            step.value = without_credentials(step.value) if step.action == "navigate" and step.value else step.value
-        result.urls_seen = [without_credentials(url) for url in result.urls_seen]
+            step.value = _as_url(step.value) if step.action == "navigate" and step.value else step.value
+        result.urls_seen = [_as_url(url) for url in result.urls_seen]
         result.steps.sort(key=lambda s: s.timestamp)
         result.observed_problem = " ".join(dict.fromkeys(problems))
         result.urls_seen = list(dict.fromkeys(result.urls_seen))
         return result
+
+
+def _as_url(read: str) -> str:
+    """A URL as read off the screen, made safe to open, store and print."""
+    return inert_url(without_credentials(read))
