@@ -66,7 +66,12 @@ def estimate_tokens(text: str) -> int:
 
 
 def fence(text: str, info: str = "text") -> str:
-    """A Markdown code fence that ``text`` cannot close (longer than any backtick run inside)."""
+    """A Markdown code fence that ``text`` cannot close (longer than any backtick run inside).
+
+    A closing tag inside is written ``<\\/…>``: in the XML-sectioned format a data line such as
+    ``</evidence>`` must not read as the end of a section, even to a model.
+    """
+    text = text.replace("</", "<\\/")
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}{info}\n{text.rstrip()}\n{ticks}"

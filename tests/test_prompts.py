@@ -264,3 +264,4 @@ def test_no_breaking_string_leaves_its_fence(target: str) -> None:
         bare = re.sub(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", "<url>", ours)
         assert f"PWN{n}" not in bare, (target, text, [line for line in ours.split("\n") if f"PWN{n}" in line])
         assert [line for line in ours.split("\n") if line.startswith("#")] == headings, (target, text)
+        assert re.findall(r"</\w+>", prompt) == re.findall(r"</\w+>", plain), (target, text)  # no section ends early
