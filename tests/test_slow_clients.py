@@ -133,3 +133,21 @@ def test_many_http2_streams_that_send_no_body(served: str) -> None:
     finally:
         sock.close()
     assert set(statuses.values()) == {408}
+
+
+def test_a_huge_request_line_is_refused_without_costing_the_server(served: str) -> None:
+    """An 8 MB request line is not read to its end: the server stops at its header limit (16 KiB)."""
+    sock = connect(served)
+    try:
+        sock.sendall(b"GET /sessions?" + b"a" * 65536)  # no end of line yet: the server decides early
+        sock.settimeout(IDLE_S * 4)
+        answered = b""
+        try:
+            while chunk := sock.recv(65536):
+                answered += chunk
+        except ConnectionResetError:
+            pass
+    finally:
+        sock.close()
+    assert answered.startswith(b"HTTP/1.1 431 "), answered[:200]
+    still_served(served)
