@@ -73,7 +73,9 @@ class GuardProxy:
             return
         if method == "CONNECT":
             host, _, port_text = target.rpartition(":")
-            port = int(port_text) if port_text.isdigit() else 443
+            if not host or not port_text.isdigit():  # no port given: HTTPS's
+                host, port_text = target, "443"
+            port = int(port_text)
             forward = b""
         else:
             parts = urlsplit(target)

@@ -4,6 +4,7 @@ check injected (the browser's use of it is tested in ``test_aria``)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from typing import Iterator
@@ -118,3 +119,73 @@ def test_an_unreachable_allowed_host_is_a_502() -> None:
     finally:
         proxy.close()
     assert answer.startswith(b"HTTP/1.1 502") and b"gone.example" in answer
+
+
+class Recorder:
+    """A server on 127.0.0.1 that keeps the raw request head it got and answers 200."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(65536)):
+                    head += chunk
+                self.heads.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_forwarded_request_is_origin_form_without_the_proxys_headers() -> None:
+    upstream = Recorder()
+    proxy = Proxy({"site.example": "127.0.0.1"})
+    try:
+        answer = proxy.send(f"GET http://site.example:{upstream.port}/about HTTP/1.1\r\nHost: site.example\r\n"
+                            "Proxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\n"
+                            "Connection: keep-alive\r\nKeep-Alive: 300\r\nX-Kept: yes\r\n\r\n".encode())
+    finally:
+        proxy.close()
+        upstream.close()
+    assert answer.endswith(b"ok")
+    lines = upstream.heads[0].decode().split("\r\n")
+    assert lines[0] == "GET /about HTTP/1.1"  # no query added, no absolute URL
+    assert sorted(line.split(":")[0].lower() for line in lines[1:] if line) == ["connection", "host", "x-kept"]
+    assert "Connection: close" in lines
+
+
+@pytest.mark.parametrize("request_line,checked", [
+    ("GET http://nothere.example/x HTTP/1.1", ("nothere.example", 80)),
+    ("GET http://nothere.example:8080/x HTTP/1.1", ("nothere.example", 8080)),
+    ("CONNECT nothere.example HTTP/1.1", ("nothere.example", 443)),
+    ("CONNECT [::1]:8443 HTTP/1.1", ("[::1]", 8443)),
+])
+def test_the_host_and_port_checked_are_the_ones_asked_for(proxy: Proxy, request_line: str,
+                                                         checked: tuple[str, int]) -> None:
+    assert proxy.send(f"{request_line}\r\n\r\n".encode()).startswith(b"HTTP/1.1 403")
+    assert proxy.checked == [checked]
+
+
+def test_a_refusal_for_an_international_name_is_still_a_valid_answer(proxy: Proxy) -> None:
+    answer = proxy.send("GET http://bücher.example/ HTTP/1.1\r\n\r\n".encode())
+    head = answer.split(b"\r\n\r\n")[0].decode("ascii")  # the header line holds ASCII only
+    assert head.startswith("HTTP/1.1 403") and f"{BLOCKED_HEADER}: b??cher.example" in head  # UTF-8's two bytes
+
+
+def test_a_refusal_is_logged_with_host_and_port_only(proxy: Proxy, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="scope.egress")
+    proxy.send(b"GET http://nothere.example:8080/reset?token=s3cret HTTP/1.1\r\n\r\n")
+    assert [r.getMessage() for r in caplog.records if r.name == "scope.egress"] == [
+        "blocked GET nothere.example:8080: nothere.example resolves to a non-public address"]
