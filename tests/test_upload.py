@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from werkzeug.exceptions import ClientDisconnected
+
 from function import upload
 from function.upload import UploadError, read_multipart, sniff_video, validate
 
@@ -124,6 +126,83 @@ class TestMultipart:
             read_multipart(io.BytesIO(data), CT, None, str(tmp_path), max_file_bytes=1000)
         assert (err.value.status, err.value.code) == (413, "FILE_TOO_LARGE")
         assert list(tmp_path.iterdir()) == []
+
+    def test_fields_split_across_many_reads_arrive_whole(self, tmp_path: Path) -> None:
+        """A client that sends a few bytes at a time: every field and the file's head come out whole."""
+        class Trickle(io.RawIOBase):
+            def __init__(self, data: bytes) -> None:
+                self.data = data
+
+            def read(self, n: int = -1) -> bytes:
+                piece, self.data = self.data[:7], self.data[7:]
+                return piece
+
+        video = _ebml(b"webm") + bytes(range(256)) * 40
+        notes = "line one\nline two " * 20
+        raw = read_multipart(Trickle(body([("title", b"Hello there", None), ("notes", notes.encode(), None),
+                                           ("file", video, "a.webm")])), CT, None, str(tmp_path))
+        assert raw.texts == {"title": "Hello there", "notes": notes}
+        assert raw.head == video[: upload.SNIFF_BYTES] and raw.video_path.read_bytes() == video
+        raw.discard()
+
+    def test_the_limits_are_exact(self, tmp_path: Path) -> None:
+        limit = 5000
+        at_limit = _ebml(b"webm") + b"\x00" * (limit - len(_ebml(b"webm")))
+        raw = read_multipart(io.BytesIO(body([("file", at_limit, "a.webm")])), CT, limit + upload.MAX_BODY_OVERHEAD,
+                             str(tmp_path), max_file_bytes=limit)
+        assert raw.video_size == limit
+        raw.discard()
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(body([("file", at_limit + b"\x00", "a.webm")])), CT, None, str(tmp_path),
+                           max_file_bytes=limit)
+        assert (err.value.status, err.value.field) == (413, "file")
+        with pytest.raises(UploadError) as err:  # a declared body one byte over the whole-body limit
+            read_multipart(io.BytesIO(b""), CT, limit + upload.MAX_BODY_OVERHEAD + 1, str(tmp_path),
+                           max_file_bytes=limit)
+        assert (err.value.status, err.value.code, err.value.field) == (413, "FILE_TOO_LARGE", "file")
+        title = b"t" * upload.MAX_TEXT_FIELD_BYTES
+        assert read_multipart(io.BytesIO(body([("title", title, None)])), CT, None, str(tmp_path)).texts["title"]
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(body([("title", title + b"t", None)])), CT, None, str(tmp_path))
+        assert (err.value.status, err.value.code, err.value.field) == (400, "INVALID_FIELD", "title")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_file_sent_as_a_text_field_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(body([("file", b"not a file part", None)])), CT, None, str(tmp_path))
+        assert (err.value.status, err.value.code, err.value.field) == (400, "INVALID_FIELD", "file")
+        assert "file part" in err.value.message
+
+    def test_a_body_without_its_closing_boundary_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(UploadError) as err:
+            read_multipart(io.BytesIO(body([("file", _ebml(b"webm"), "a.webm")], close=False)), CT, None,
+                           str(tmp_path))
+        assert (err.value.status, err.value.code) == (400, "INVALID_FIELD") and "malformed" in err.value.message
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_client_gone_mid_body_and_a_full_disk(self, tmp_path: Path) -> None:
+        class Gone(io.RawIOBase):
+            def __init__(self, error: Exception) -> None:
+                self.sent, self.error = False, error
+
+            def read(self, n: int = -1) -> bytes:
+                if self.sent:
+                    raise self.error
+                self.sent = True
+                return body([("file", _ebml(b"webm") + b"\x00" * 100, "a.webm")], close=False)[:-4]
+
+        with pytest.raises(UploadError) as err:
+            read_multipart(Gone(ClientDisconnected()), CT, None, str(tmp_path))
+        assert (err.value.status, err.value.code) == (400, "INVALID_FIELD") and "ended" in err.value.message
+        with pytest.raises(upload.DiskFull) as full:
+            read_multipart(Gone(OSError(28, "No space left on device")), CT, None, str(tmp_path))
+        assert full.value.errno == 28 and "temporary directory" in str(full.value)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_stalled_body_is_a_408(self) -> None:
+        stalled = upload.BodyStalled("the request body stalled")
+        assert (stalled.status, stalled.code, stalled.message, stalled.field) == (
+            408, "REQUEST_TIMEOUT", "the request body stalled", None)
 
     def test_huge_text_field_does_not_fill_memory(self, tmp_path: Path) -> None:
         data = body([("title", b"a" * 5_000_000, None)])
