@@ -10,7 +10,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 export SCOPE_ALLOW_PRIVATE_URLS ?= 1
 
-.PHONY: run test mutation setup system-deps clean
+.PHONY: run test demo mutation setup system-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ run: setup
 	HOST=$(HOST) PORT=$(PORT) VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH scripts/serve.sh
 
 test: setup
+	@bash scripts/system-deps.sh --test
 	$(PY) -m pytest -q tests
+
+# A recording of the project's own demo app, made here, through the pipeline: steps and prompt printed.
+demo: setup
+	$(PY) scripts/demo.py
 
 # Mutation check of the security-relevant modules (pyproject.toml [tool.mutmut]); scores in docs/BENCHMARKS.md.
 mutation: setup

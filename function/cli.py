@@ -1,12 +1,15 @@
 """The pipeline without a server: ``python -m function.cli VIDEO --title T --url URL``.
 
 Prints the prompt (or the whole ProcessingResponse with ``--json``). Uses the
-same configuration as the service, so results land in the same store.
+same configuration as the service, so results land in the same store. It is a
+local tool: the browser may open loopback and private addresses (your own
+``localhost`` app) unless ``--no-private-urls`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,16 +26,25 @@ from .upload import RawUpload, UploadError, validate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m function.cli", description=__doc__.splitlines()[0])
-    parser.add_argument("video", type=Path)
-    parser.add_argument("--title", required=True)
-    parser.add_argument("--url", required=True, help="where the recorded flow starts (seedUrl)")
-    parser.add_argument("--notes", default="")
-    parser.add_argument("--target", default=DEFAULT_AGENT_TARGET, choices=AGENT_TARGETS)
-    parser.add_argument("--json", action="store_true", help="print the whole ProcessingResponse")
+    parser = argparse.ArgumentParser(
+        prog="python -m function.cli", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("video", type=Path, help="the screen recording (webm, mp4 or mkv)")
+    parser.add_argument("--title", required=True, help="what the recording shows, one line (the session's title)")
+    parser.add_argument("--url", required=True, help="where the recorded flow starts (seedUrl), e.g. "
+                                                     "http://localhost:3000/")
+    parser.add_argument("--notes", default="", help="a few words of context: what you expected, what happened")
+    parser.add_argument("--target", default=DEFAULT_AGENT_TARGET, choices=AGENT_TARGETS,
+                        help=f"the agent the prompt is written for (default {DEFAULT_AGENT_TARGET})")
+    parser.add_argument("--json", action="store_true", help="print the whole ProcessingResponse instead of the prompt")
+    parser.add_argument("--no-private-urls", action="store_true",
+                        help="refuse loopback and private addresses, as the deployed service does")
     args = parser.parse_args(argv)
     setup_logging()
-    config = config_module.load()
+    config = dataclasses.replace(config_module.load(), allow_private_urls=not args.no_private_urls)
+    if config.allow_private_urls:
+        print("note: loopback and private URLs are allowed (a local tool); --no-private-urls refuses them",
+              file=sys.stderr)
     try:
         with open(args.video, "rb") as video:
             head = video.read(4096)
@@ -63,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(local_prompt(session, config, service.records))
     return 0
+
+
+EXAMPLES = """examples:
+  python -m function.cli recording.webm --title "Checkout button does nothing" --url http://localhost:3000/cart
+  python -m function.cli bug.mp4 --title "Sort breaks" --url https://staging.example.com/ --target CODEX --json
+  make demo      # makes a recording of the project's own demo app and runs it through here
+"""
 
 
 def local_prompt(session: Session, config: config_module.Config, records: Records) -> str:

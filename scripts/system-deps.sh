@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the service and its tests need on a Debian machine:
 # a Chromium for Playwright (Debian's, unless Playwright's own browser is installed),
-# ffmpeg (test videos) and tesseract (the local analyser's OCR). Installs only what is missing.
+# ffmpeg (test videos) and tesseract (the local analyser's OCR); with --test also the
+# Firestore emulator and a Java runtime for it. Installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -18,6 +19,34 @@ if [ -z "${SCOPE_CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null && ! ha
 fi
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-eng)
+
+# The Firestore emulator, wherever the Google Cloud SDK keeps it (tests/conftest.py looks in the same places).
+have_firestore_emulator() {
+  [ -n "${SCOPE_FIRESTORE_EMULATOR:-}" ] && [ -e "$SCOPE_FIRESTORE_EMULATOR" ] && return 0
+  local roots=("${CLOUDSDK_ROOT_DIR:-}" /usr/lib/google-cloud-sdk /usr/share/google-cloud-sdk /opt/google-cloud-sdk
+               "$HOME/google-cloud-sdk")
+  if command -v gcloud >/dev/null; then roots+=("$(dirname "$(dirname "$(readlink -f "$(command -v gcloud)")")")"); fi
+  for root in "${roots[@]}"; do
+    [ -n "$root" ] && [ -e "$root/platform/cloud-firestore-emulator/cloud_firestore_emulator" ] && return 0
+  done
+  return 1
+}
+if [ "${1:-}" = "--test" ]; then
+  command -v java >/dev/null || need+=(default-jre-headless)
+  if ! have_firestore_emulator; then
+    if command -v apt-cache >/dev/null && apt-cache policy google-cloud-cli-firestore-emulator 2>/dev/null \
+        | grep -q "Candidate: [0-9]"; then
+      need+=(google-cloud-cli-firestore-emulator)
+    elif command -v gcloud >/dev/null && gcloud components install cloud-firestore-emulator --quiet >/dev/null 2>&1; then
+      :
+    else
+      echo "the Firestore emulator is missing and cannot be installed here: add Google's apt repository" \
+           "(https://cloud.google.com/sdk/docs/install#deb) and rerun, or install the Cloud SDK and run" \
+           "'gcloud components install cloud-firestore-emulator', or set SCOPE_FIRESTORE_EMULATOR" >&2
+      exit 1
+    fi
+  fi
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

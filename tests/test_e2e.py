@@ -498,12 +498,12 @@ def test_full_temporary_disk(start_service, small_video: Path, pages: PageServer
 
 
 def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, pages: PageServer) -> None:
-    env = {"PATH": "/usr/bin:/bin", "SCOPE_DATA_DIR": str(tmp_path / "data"), "SCOPE_ALLOW_PRIVATE_URLS": "1",
-           "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "SCOPE_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
     args = [sys.executable, "-m", "function.cli", str(small_video), "--title", "CLI run", "--url", pages.url + "/"]
     prompt = subprocess.run(args + ["--target", "CURSOR"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=120)
-    assert prompt.returncode == 0, prompt.stderr
+    assert prompt.returncode == 0, prompt.stderr  # a local tool: the page on 127.0.0.1 is allowed by default...
+    assert "private URLs are allowed" in prompt.stderr  # ...and it says so
     assert prompt.stdout.startswith("Fix the problem") and "\"CLI run\"" in prompt.stdout
     # For an agent on this machine the frames are files it can open: absolute paths into the local store.
     local = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -515,6 +515,13 @@ def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, p
     assert SESSION_ID.match(body["sessionId"]) and body["frameCount"] == 3
     refused = subprocess.run(args[:6] + ["--url", "ftp://x"], cwd=REPO, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "seedUrl" in refused.stderr
+    guarded = subprocess.run(args + ["--no-private-urls"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert guarded.returncode == 1 and "seedUrl is not allowed" in guarded.stderr
+    assert "private URLs are allowed" not in guarded.stderr
+    helped = subprocess.run([sys.executable, "-m", "function.cli", "--help"], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    assert "--no-private-urls" in helped.stdout and "examples:" in helped.stdout
 
 
 def test_logs_are_structured_and_hold_no_secrets(locked_service: RunningService, small_video: Path,
