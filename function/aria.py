@@ -19,11 +19,11 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, Coroutine, Mapping
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
-from typing import Any, Coroutine
-from urllib.parse import urlsplit
 
 from .egress import BLOCKED_HEADER, GuardProxy
 from .models import Counts, Inspection, PageHit, PointerProbe, Snapshot, trim_lines
@@ -195,6 +195,20 @@ _HIT_TEST_JS = r"""(points) => points.map(([x, y]) => {
 })"""
 
 
+BROWSER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "FONTCONFIG_PATH", "FONTCONFIG_FILE",
+               "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+
+
+def browser_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What Chromium is started with: the few variables it needs, never the service's own.
+
+    The browser runs pages from the internet; API keys, the signing secret, the Anthropic key
+    and cloud credentials stay in the service's process.
+    """
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in BROWSER_ENV if name in environ}
+
+
 class Inspector:
     """Owns the browser; ``inspect`` is safe to call from any thread."""
 
@@ -294,7 +308,7 @@ class Inspector:
                          # reaches any address (loopback, the metadata server) around the guard.
                          "--webrtc-ip-handling-policy=disable_non_proxied_udp", "--force-webrtc-ip-handling-policy"]
             self._browser = await self._playwright.chromium.launch(executable_path=executable, args=args,
-                                                                   headless=True)
+                                                                   headless=True, env=browser_environment())
             return self._browser
 
     async def _inspect(self, urls: list[str]) -> Inspection:

@@ -227,3 +227,29 @@ def test_the_proxy_logs_no_path_or_query_and_tells_no_address(guarded: Inspector
     assert any(f"localhost:{canary.port}" in line and "non-public" in line for line in blocked), blocked
     assert "s3cret" not in caplog.text and "/reset" not in caplog.text
     assert "127.0.0.1" not in snap.error
+
+
+def test_the_browser_holds_none_of_the_services_secrets(pages: PageServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chromium runs pages from the internet: its processes' environment carries no key, secret or credential."""
+    secrets = {"SCOPE_API_KEYS": "alice:key-very-secret", "SCOPE_SIGNING_SECRET": "signing-very-secret",
+               "ANTHROPIC_API_KEY": "sk-ant-very-secret", "GOOGLE_APPLICATION_CREDENTIALS": "/creds/very-secret.json"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=10))
+    try:
+        assert browser.inspect([pages.url + "/about"]).snapshots[0].success
+        environments = []
+        for pid in _descendants(os.getpid()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmd, open(f"/proc/{pid}/environ", "rb") as env:
+                    if b"chrom" in cmd.read().split(b"\0")[0]:
+                        environments.append(env.read())
+            except OSError:
+                pass
+    finally:
+        browser.close()
+    # (Chromium's helpers write their title over their environment; the browser process keeps its own.)
+    assert any(b"PATH=" in environment for environment in environments), "the browser's processes were found"
+    for environment in environments:
+        for name, value in secrets.items():
+            assert name.encode() not in environment and value.encode() not in environment
