@@ -246,3 +246,20 @@ def test_a_change_that_never_settles_is_captured_on_the_way(tmp_path: Path) -> N
     during = [f.timestamp for f in key_frames[1:] if f.timestamp < 8000]
     assert len(during) >= 2, [f.timestamp for f in key_frames]
     assert all(later - earlier <= MAX_SETTLE_MS + 600 for earlier, later in zip(during, during[1:]))
+
+
+def test_a_thin_bar_that_appears_and_stays_is_a_change_not_a_caret(tmp_path: Path) -> None:
+    """A caret blinks; a divider or a progress mark that appears and stays is a UI change."""
+    frames = []
+    for n in range(50):  # 5 s: the bar appears at 1.0 s and stays; a caret blinks elsewhere all along
+        image = ui_frames([], seconds=0.1)[0]
+        if n >= 10:
+            cv2.rectangle(image, (400, 200), (401, 229), (0, 0, 0), -1)
+        if (n // 5) % 2:
+            cv2.line(image, (200, 300), (200, 318), (0, 0, 0), 1)
+        frames.append(image)
+    key_frames, _, _ = extract(write_video(tmp_path / "bar.mkv", frames))
+    assert len(key_frames) == 2, [(f.timestamp, f.changed_region) for f in key_frames]
+    region = key_frames[1].changed_region
+    assert region is not None and region.x <= 400 <= region.x + region.width and region.y <= 215 <= region.y + region.height
+    assert 1000 <= key_frames[1].timestamp <= 3500

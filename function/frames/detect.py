@@ -153,6 +153,8 @@ class _Extractor:
         motion = moved
         for rule in self.rules:
             motion = rule.observe(motion)
+        if any(rule.revised for rule in self.rules):
+            self.last_changes = None  # a difference explained before may be a change now: judge again
         self.previous = small
         if motion:
             self.still_since = item.ms

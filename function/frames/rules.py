@@ -18,6 +18,8 @@ from .regions import Box
 POINTER_BOX = (36, 44)  # screen px: a region that fits here may be the pointer (arrow, hand, I-beam)
 CARET_MAX = (8, 72)  # screen px: a vertical line this thin (with codec blur) and short is a text caret
 SPECK_PX = 4  # screen px: a difference this small in both directions is a codec speck
+CARET_STAYS_SAMPLES = 12  # samples (1.2 s): a thin line that has not blinked by then is no caret
+CARET_MEMORY = 16  # thin lines remembered at once
 TRAIL_MARGIN = 6  # screen px around each tracked pointer position
 POINTER_REACH = 400  # screen px the pointer can travel between two samples (4000 px/s)
 
@@ -33,6 +35,12 @@ class ChangeRule(Protocol):
 
     def rebase(self) -> None:
         """A frame was kept: state tied to the previous kept frame starts again."""
+        ...
+
+    @property
+    def revised(self) -> bool:
+        """Did the latest sample change this rule's mind about a difference it explained before?
+        (The extractor then judges the changes against the kept frame again.)"""
         ...
 
 
@@ -77,6 +85,7 @@ class PointerRule:
     position: Box | None = None  # where the pointer is now, as best known
     left_from: Box | None = None  # where it moved away from in the latest sample, if that was seen
     moved: bool = False  # did it move in the latest sample?
+    revised: bool = False  # it never takes back what it explained
 
     def _margin(self) -> int:
         return max(1, round(TRAIL_MARGIN * self.sizes.scale))
@@ -141,20 +150,58 @@ class PointerRule:
 
 
 @dataclass
+class _ThinLine:
+    box: Box
+    blinks: int = 0  # times it came or went again after it first appeared
+    quiet: int = 0  # samples since it last came or went
+
+
+@dataclass
 class CaretRule:
-    """A tall thin line that comes and goes is a text caret blinking."""
+    """A tall thin line that comes and goes is a text caret blinking.
+
+    One that appears and then stays for ``CARET_STAYS_SAMPLES`` without blinking is a UI change
+    after all (a divider, a progress mark, a focus border): from then on it is not explained.
+    """
 
     sizes: Sizes
+    lines: list[_ThinLine] = field(default_factory=list)
+    revised: bool = False
 
-    def explains(self, box: Box) -> bool:
+    def thin(self, box: Box) -> bool:
         w, h = self.sizes.native(box)
         return w <= CARET_MAX[0] and 3 * w <= h <= CARET_MAX[1]
 
+    def _line_at(self, box: Box) -> _ThinLine | None:
+        grown = box.grown(2)
+        return next((line for line in self.lines if line.box.overlaps(grown)), None)
+
+    def _stayed(self, line: _ThinLine) -> bool:
+        return line.blinks == 0 and line.quiet >= CARET_STAYS_SAMPLES
+
+    def explains(self, box: Box) -> bool:
+        if not self.thin(box):
+            return False
+        line = self._line_at(box)
+        return line is None or not self._stayed(line)
+
     def observe(self, motion: list[Box]) -> list[Box]:
-        return [b for b in motion if not self.explains(b)]
+        self.revised = False
+        for line in self.lines:
+            line.quiet += 1
+        for box in motion:
+            if self.thin(box):
+                line = self._line_at(box)
+                if line is None:
+                    self.lines = (self.lines + [_ThinLine(box)])[-CARET_MEMORY:]
+                else:
+                    line.blinks, line.quiet = line.blinks + 1, 0
+        self.revised = any(line.blinks == 0 and line.quiet == CARET_STAYS_SAMPLES for line in self.lines)
+        return [b for b in motion if not self.thin(b)]
 
     def rebase(self) -> None:
-        pass
+        """A kept frame holds the lines that stayed: they are part of the screen now."""
+        self.lines = [line for line in self.lines if not self._stayed(line)]
 
 
 @dataclass
@@ -162,6 +209,7 @@ class SpeckRule:
     """A difference a few pixels across is a codec speck, too small to be any UI element."""
 
     sizes: Sizes
+    revised: bool = False
 
     def explains(self, box: Box) -> bool:
         w, h = self.sizes.native(box)
