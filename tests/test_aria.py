@@ -181,9 +181,12 @@ def test_chromium_crashing_mid_request(pages: PageServer) -> None:
     try:
         assert browser.inspect([pages.url + "/"]).snapshots[0].success
         result: dict = {}
-        worker = threading.Thread(target=lambda: result.update(i=browser.inspect([pages.url + "/slow?d=2"])))
+        worker = threading.Thread(target=lambda: result.update(i=browser.inspect([pages.url + "/slow?d=2.003"])))
         worker.start()
-        time.sleep(0.8)
+        deadline = time.monotonic() + 30
+        while "/slow?d=2.003" not in pages.hits:  # the browser is waiting on the slow page: kill it now
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         killed = 0
         for pid in _descendants(os.getpid()):
             try:
