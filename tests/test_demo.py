@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from conftest import REPO
 
 
 def test_the_demo_records_its_app_and_prints_steps_prompt_and_session(tmp_path: Path) -> None:
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # A short temporary folder of its own: Chromium's profile socket path must stay under 108 bytes.
+    scratch = Path(tempfile.mkdtemp(prefix="demo-", dir="/tmp"))
+    try:
+        check_demo(tmp_path, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_demo(tmp_path: Path, scratch: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCOPE_", "ANTHROPIC_"))}
     env.update({"SCOPE_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(scratch)})
     done = subprocess.run([sys.executable, "scripts/demo.py"], cwd=REPO, env=env, capture_output=True, text=True,
