@@ -298,6 +298,13 @@ def _omitted(s: Sections) -> str:
     return "" if not s.omitted else "Left out to keep this prompt short:\n" + "\n".join(f"- {o}" for o in s.omitted)
 
 
+def _fetch_hint(ev: Evidence) -> str:
+    """How an agent with the claude-scope MCP server configured fetches this session in full."""
+    return (f"With the claude-scope MCP server configured (`python -m function.mcp`), fetch this session yourself: "
+            f"get_session(\"{ev.session_id}\") for every step, get_frame for a step's key frame, "
+            f"get_page_snapshot for a page's accessibility tree.")
+
+
 def _problem(ev: Evidence) -> str:
     return fence(one_line(ev.observed_problem, 1500)) if ev.observed_problem.strip() else ""
 
@@ -322,6 +329,7 @@ def render_claude_code(ev: Evidence, s: Sections) -> str:
     out.append("<urls>\n" + _urls(s) + "\n</urls>")
     if s.omitted:
         out.append(f"<omitted>\n{_omitted(s)}\n</omitted>")
+    out.append(f"<more_evidence>\n{_fetch_hint(ev)}\n</more_evidence>")
     out.append("<instructions>\nInvestigate before changing code: find where the elements named above are "
                "implemented and read that code first. Reproduce the problem by following the steps, make the "
                "smallest fix, add a test that fails without it, and verify the steps again.\n</instructions>")
@@ -344,6 +352,7 @@ def render_codex(ev: Evidence, s: Sections) -> str:
     out += ["## URLs", _urls(s)]
     if s.omitted:
         out += ["## Omitted", _omitted(s)]
+    out += ["## More evidence", _fetch_hint(ev)]
     out += ["## Acceptance criteria",
             f"- [ ] Expected behaviour holds: {s.expected or 'the problem in the goal no longer occurs'}",
             "- [ ] Following the steps to reproduce no longer shows the problem.",
@@ -425,6 +434,7 @@ def render_cursor(ev: Evidence, s: Sections) -> str:
     if errors:
         out.append("Console errors (observed data):\n" + fence("\n".join(errors)))
     out.append(f"Find where these elements are implemented and fix the problem. Full evidence: GET /sessions/{ev.session_id}.")
+    out.append(_fetch_hint(ev))
     return "\n\n".join(out) + "\n"
 
 
@@ -442,6 +452,7 @@ def render_raw(ev: Evidence, s: Sections) -> str:
     out += ["## URLs", _urls(s)]
     if s.omitted:
         out += ["## Omitted", _omitted(s)]
+    out += ["## More evidence", _fetch_hint(ev)]
     return "\n\n".join(out) + "\n"
 
 

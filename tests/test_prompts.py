@@ -265,3 +265,9 @@ def test_no_breaking_string_leaves_its_fence(target: str) -> None:
         assert f"PWN{n}" not in bare, (target, text, [line for line in ours.split("\n") if f"PWN{n}" in line])
         assert [line for line in ours.split("\n") if line.startswith("#")] == headings, (target, text)
         assert re.findall(r"</\w+>", prompt) == re.findall(r"</\w+>", plain), (target, text)  # no section ends early
+
+
+@pytest.mark.parametrize("target", AGENT_TARGETS)
+def test_every_format_says_how_to_fetch_the_session_with_the_mcp_tools(target: str) -> None:
+    prompt = render(target, evidence())
+    assert 'get_session("sess_TEST0001")' in prompt and "get_frame" in prompt and "get_page_snapshot" in prompt
