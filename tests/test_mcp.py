@@ -133,11 +133,15 @@ def test_the_same_tools_against_the_service(tmp_path: Path, keyed_service: Runni
         ("get_frame", {"session_id": session_id, "step": 1}),
         ("get_page_snapshot", {"session_id": session_id, "url": pages.url + "/"}),
         ("get_session", {"session_id": bobs.json()["sessionId"]}),
+        ("get_prompt", {"session_id": session_id, "agent_target": "CURSOR"}),
+        ("get_session", {"session_id": session_id}),
     ])
-    listed, frame_or_session, snapshot, bobs_session = results
+    listed, frame_or_session, snapshot, bobs_session, prompt, session = results
     assert [s["id"] for s in text_of(listed)] == [session_id]  # never another owner's sessions
     assert png_of(frame_or_session).shape[1] == 640  # the frame that shows step 1, through the service
     assert text_of(snapshot)["httpStatus"] == 200
     assert "not found" in error_of(bobs_session) and "(HTTP 404)" in error_of(bobs_session)
+    assert prompt.content[0].text.startswith("Fix the problem") and "Alice's run" in prompt.content[0].text
+    assert text_of(session)["title"] == "Alice's run" and text_of(session)["steps"] == steps
     _, (unauthorised,) = run_client(env | {"SCOPE_API_KEY": "wrong"}, [("list_sessions", {})])
     assert "(HTTP 401)" in error_of(unauthorised)
