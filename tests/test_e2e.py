@@ -390,7 +390,9 @@ def test_sessions_belong_to_their_owner_and_thumbnails_are_signed(locked_service
 
 @pytest.fixture(scope="module")
 def tight_service(start_service, backend) -> RunningService:
-    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_MAX_INFLIGHT="1", SCOPE_DEADLINE_S="2", **backend("tight"))
+    # The deadline leaves a loaded machine time to start the browser and ask for the slow page (the
+    # test waits for that request), and is far shorter than the page's delay.
+    return start_service(SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_MAX_INFLIGHT="1", SCOPE_DEADLINE_S="8", **backend("tight"))
 
 
 def slow_page(seconds: int) -> str:
@@ -408,7 +410,7 @@ def wait_for_hit(pages: PageServer, path: str) -> None:
 
 def test_deadline_and_busy(tight_service: RunningService, small_video: Path, pages: PageServer) -> None:
     results: dict[str, requests.Response] = {}
-    path = slow_page(4)
+    path = slow_page(30)
 
     def slow() -> None:
         results["slow"] = upload(tight_service.url, small_video, seedUrl=pages.url + path)
@@ -434,7 +436,7 @@ def test_one_owner_cannot_take_every_slot(shared_service: RunningService, small_
                                           pages: PageServer) -> None:
     """Two slots, two owners: Alice's slow recording holds one, her second is refused, Bob's goes through."""
     results: dict[str, requests.Response] = {}
-    path = slow_page(3)
+    path = slow_page(8)  # Alice holds her slot this long after the page was asked for
 
     def slow() -> None:
         results["slow"] = upload(shared_service.url, small_video, headers=ALICE, seedUrl=pages.url + path)
