@@ -12,8 +12,9 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 
 # Tesseract for the local analyser (used when no Anthropic key is configured).
+# tini as PID 1 reaps Chromium's orphaned children and passes SIGTERM on.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tini \
  && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt .
@@ -29,4 +30,5 @@ COPY scripts/serve.sh scripts/serve.sh
 USER 10001
 EXPOSE 8080
 # HTTP/1.1 and HTTP/2 cleartext on $PORT (Cloud Run with --use-http2 takes uploads over 32 MiB).
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["scripts/serve.sh"]

@@ -88,6 +88,7 @@ class Config:
     signing_secret: str = ""
     body_idle_s: float = 20.0  # a request body that sends nothing for this long is cut off (408)
     body_min_rate: int = 16 * 1024  # bytes/s a body must average once BODY_GRACE_S have passed
+    retention_days: int = 0  # Firestore records carry expireAt this long after creation (0: no TTL)
 
     @property
     def auth_enabled(self) -> bool:
@@ -139,4 +140,5 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         signing_secret=env.get("SCOPE_SIGNING_SECRET", ""),
         body_idle_s=max(0.5, _number(env, "SCOPE_BODY_IDLE_S", 20.0)),
         body_min_rate=max(0, int(_number(env, "SCOPE_BODY_MIN_RATE", 16 * 1024))),
+        retention_days=max(0, int(_number(env, "SCOPE_RETENTION_DAYS", 0))),
     )

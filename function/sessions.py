@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -154,7 +155,7 @@ class FirestoreSessionStore:
 
     COLLECTION = "sessions"
 
-    def __init__(self, project: str | None, retry_s: float = 30.0) -> None:
+    def __init__(self, project: str | None, retry_s: float = 30.0, retention_days: int = 0) -> None:
         from google.api_core import exceptions, retry
         from google.cloud import firestore
 
@@ -164,6 +165,7 @@ class FirestoreSessionStore:
         self._retry = retry.Retry(predicate=retry.if_transient_error, initial=0.2, maximum=5.0, multiplier=2.0,
                                   timeout=retry_s)
         self._timeout = 15.0
+        self._retention = timedelta(days=retention_days) if retention_days else None
         self._errors = (exceptions.GoogleAPIError, OSError)
         self._exists = exceptions.AlreadyExists
 
@@ -173,9 +175,17 @@ class FirestoreSessionStore:
         except self._errors as exc:
             raise SessionsUnavailable(f"firestore: {type(exc).__name__} on {what}") from exc
 
+    def _document(self, session: Session) -> dict[str, object]:
+        """The record as Firestore keeps it: with ``expireAt`` (a timestamp) for the TTL policy when one is set."""
+        data: dict[str, object] = session.to_json()
+        if self._retention is not None:
+            created = datetime.fromisoformat(session.created_at.replace("Z", "+00:00"))
+            data["expireAt"] = created + self._retention
+        return data
+
     def create(self, session: Session) -> bool:
         try:  # a retried create that had succeeded answers AlreadyExists: read it back to tell
-            self._call(session.id, self._collection.document(session.id).create, session.to_json())
+            self._call(session.id, self._collection.document(session.id).create, self._document(session))
         except SessionsUnavailable as exc:
             if not isinstance(exc.__cause__, self._exists):
                 raise
@@ -184,7 +194,7 @@ class FirestoreSessionStore:
         return True
 
     def put(self, session: Session) -> None:
-        self._call(session.id, self._collection.document(session.id).set, session.to_json())
+        self._call(session.id, self._collection.document(session.id).set, self._document(session))
 
     def get(self, owner_id: str, session_id: str) -> Session | None:
         if not session_id.replace("_", "").isalnum():
@@ -231,5 +241,5 @@ class FirestoreSessionStore:
 def open_sessions(config: Config) -> SessionStore:
     """The session store the configuration names: local files, or Firestore."""
     if config.sessions == "firestore":
-        return FirestoreSessionStore(config.gcp_project, config.store_retry_s)
+        return FirestoreSessionStore(config.gcp_project, config.store_retry_s, config.retention_days)
     return LocalSessionStore(config.data_dir / "records")

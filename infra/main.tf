@@ -2,15 +2,16 @@
 #
 #   terraform -chdir=infra init && terraform -chdir=infra apply -var project=PROJECT
 #
-# The Cloud Run service starts on a placeholder image; Cloud Build (cloudbuild.yaml) deploys the
-# real one, tagged with the commit, and Terraform leaves the image alone after that.
+# scripts/deploy.sh first applies what a build needs (APIs, the image repository, the build's
+# account), has Cloud Build test, build and push the image, then applies everything with that image:
+# the service is created on the real image (h2c from the first revision) and Terraform owns it.
 
 terraform {
   required_version = ">= 1.5"
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.0"
+      version = ">= 6.14, < 8.0"
     }
   }
 }
@@ -64,16 +65,23 @@ resource "google_storage_bucket" "objects" {
   public_access_prevention    = "enforced"
   force_destroy               = false
 
-  # Recordings are the bulk of the storage and are not needed once the prompt is made.
+  # Every object of a session (video, frames, snapshots, screenshots, prompt) goes after the
+  # retention period; its record goes by the Firestore TTL policy below, on the same setting.
   lifecycle_rule {
     condition {
-      age            = var.video_retention_days
+      age            = var.retention_days
       matches_prefix = ["sessions/"]
-      matches_suffix = [".webm", ".mp4", ".mkv"]
     }
     action {
       type = "Delete"
     }
+  }
+  # A deleted session is gone: no soft-delete window, no object versions.
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+  versioning {
+    enabled = false
   }
   depends_on = [google_project_service.apis]
 }
@@ -110,6 +118,15 @@ resource "google_firestore_index" "sessions_by_owner" {
   }
 }
 
+# Session records carry expireAt (createdAt + SCOPE_RETENTION_DAYS); Firestore deletes them after it.
+resource "google_firestore_field" "sessions_expire" {
+  database   = google_firestore_database.sessions.name
+  collection = "sessions"
+  field      = "expireAt"
+  ttl_config {}
+  index_config {}
+}
+
 resource "google_project_iam_member" "scope_firestore" {
   project = var.project
   role    = "roles/datastore.user"
@@ -138,6 +155,10 @@ resource "google_cloud_run_v2_service" "scope" {
   location            = var.region
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = false
+
+  # The API checks its own Bearer keys (SCOPE_API_KEYS): with var.public, Cloud Run's invoker check
+  # is off (no allUsers binding, which organisation policies often refuse).
+  invoker_iam_disabled = var.public
 
   template {
     service_account                  = google_service_account.scope.email
@@ -208,6 +229,10 @@ resource "google_cloud_run_v2_service" "scope" {
         name  = "SCOPE_CORS_ORIGINS"
         value = var.cors_origins
       }
+      env {
+        name  = "SCOPE_RETENTION_DAYS"
+        value = tostring(var.retention_days)
+      }
 
       dynamic "env" {
         for_each = local.secrets
@@ -225,7 +250,11 @@ resource "google_cloud_run_v2_service" "scope" {
   }
 
   lifecycle {
-    ignore_changes = [template[0].containers[0].image, client, client_version]
+    ignore_changes = [client, client_version]
+    precondition {
+      condition     = var.image != ""
+      error_message = "The service needs its image: -var image=REGION-docker.pkg.dev/... (scripts/deploy.sh builds and passes it)."
+    }
   }
 
   depends_on = [
@@ -236,11 +265,44 @@ resource "google_cloud_run_v2_service" "scope" {
   ]
 }
 
-# Cloud Build (cloudbuild.yaml) pushes images and deploys new revisions that run as the service's account.
-data "google_project" "current" {}
+# Cloud Build runs as an account of its own with only what a build needs: read the uploaded
+# source, write logs, push the image. It deploys nothing (Terraform does).
+resource "google_service_account" "build" {
+  account_id   = "${var.service}-build"
+  display_name = "Claude Scope build"
+}
 
 locals {
-  build_account = "serviceAccount:${coalesce(var.build_service_account, "${data.google_project.current.number}@cloudbuild.gserviceaccount.com")}"
+  build_account = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket" "build_source" {
+  name                        = "${var.project}-${var.service}-build-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  lifecycle_rule {
+    condition {
+      age = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.build_source.name
+  role   = "roles/storage.objectViewer"
+  member = local.build_account
+}
+
+resource "google_project_iam_member" "build_logs" {
+  project = var.project
+  role    = "roles/logging.logWriter"
+  member  = local.build_account
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_push" {
@@ -248,25 +310,4 @@ resource "google_artifact_registry_repository_iam_member" "build_push" {
   location   = var.region
   role       = "roles/artifactregistry.writer"
   member     = local.build_account
-}
-
-resource "google_project_iam_member" "build_deploy" {
-  project = var.project
-  role    = "roles/run.developer"
-  member  = local.build_account
-}
-
-resource "google_service_account_iam_member" "build_acts_as_scope" {
-  service_account_id = google_service_account.scope.name
-  role               = "roles/iam.serviceAccountUser"
-  member             = local.build_account
-}
-
-# The API has its own Bearer-key auth (SCOPE_API_KEYS), so Cloud Run lets every caller through.
-resource "google_cloud_run_v2_service_iam_member" "public" {
-  count    = var.public ? 1 : 0
-  name     = google_cloud_run_v2_service.scope.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = "allUsers"
 }

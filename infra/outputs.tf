@@ -17,3 +17,13 @@ output "service_account" {
   description = "The identity the service runs as."
   value       = google_service_account.scope.email
 }
+
+output "build_service_account" {
+  description = "The identity Cloud Build runs as (scripts/deploy.sh passes it to gcloud builds submit)."
+  value       = google_service_account.build.email
+}
+
+output "build_source_bucket" {
+  description = "Where gcloud builds submit stages the source (the build account may read it)."
+  value       = google_storage_bucket.build_source.name
+}

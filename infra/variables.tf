@@ -22,13 +22,17 @@ variable "service" {
 }
 
 variable "image" {
-  description = "Image for the first deployment; Cloud Build deploys the real ones afterwards."
+  description = "The service's image, as Cloud Build pushed it (scripts/deploy.sh passes REGION-docker.pkg.dev/PROJECT/SERVICE/SERVICE:COMMIT)."
   type        = string
-  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+  default     = ""
+  validation {
+    condition     = var.image == "" || can(regex("-docker\\.pkg\\.dev/", var.image))
+    error_message = "image must be an Artifact Registry image (REGION-docker.pkg.dev/...)."
+  }
 }
 
-variable "video_retention_days" {
-  description = "Days after which uploaded recordings are deleted from the bucket (frames, snapshots and prompts stay)."
+variable "retention_days" {
+  description = "Days a session is kept: its objects (video, frames, snapshots, screenshots, prompt) by a bucket lifecycle rule, its record by a Firestore TTL policy."
   type        = number
   default     = 30
 }
@@ -64,13 +68,7 @@ variable "cors_origins" {
 }
 
 variable "public" {
-  description = "Let unauthenticated callers reach the service (it checks its own API keys)."
+  description = "Let unauthenticated callers reach the service (it checks its own API keys): Cloud Run's invoker IAM check is turned off, no allUsers binding is made."
   type        = bool
   default     = true
-}
-
-variable "build_service_account" {
-  description = "Email of the account Cloud Build runs as (empty: the project's legacy Cloud Build account)."
-  type        = string
-  default     = ""
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# From an empty project to a running service:
+# From an empty project to a running service, and the same command again for each new version:
 #   SCOPE_API_KEYS=alice:SECRET [ANTHROPIC_API_KEY=...] scripts/deploy.sh PROJECT [REGION]
-# 1. Terraform creates the secrets; their values are added here with gcloud (never in Terraform state):
-#    the API keys, the Anthropic key (without one the service uses its local analyser), a signing secret.
-# 2. Terraform creates the rest of the stack (APIs, bucket, Firestore and its index, service account,
-#    image repository, the Cloud Run service).
-# 3. Cloud Build tests, builds, pushes the image tagged with the commit and deploys it.
-# Needs terraform, gcloud (gcloud auth login && gcloud auth application-default login), git, openssl.
+# 1. Terraform enables the APIs and creates what a build needs (the image repository, the build's own
+#    account and source bucket) and the secrets; their values are added here with gcloud (never in
+#    Terraform state): the API keys, the Anthropic key (without one: the local analyser), a signing secret.
+# 2. Cloud Build, as the build account, runs the tests, builds the image and pushes it tagged with the commit.
+# 3. Terraform applies everything with that image: the bucket, Firestore, the service's account and
+#    roles, and the Cloud Run service (created on the real image, so h2c from its first revision).
+# Idempotent: a second run changes only what changed. Rolling back: rerun with an older commit checked out.
+# Needs terraform, gcloud (gcloud auth login && gcloud auth application-default login), git, openssl, curl.
 set -euo pipefail
 project=${1:?usage: SCOPE_API_KEYS=owner:key scripts/deploy.sh PROJECT [REGION]}
 region=${2:-europe-west1}
@@ -14,10 +16,16 @@ service=${SERVICE:-claude-scope}
 : "${SCOPE_API_KEYS:?set SCOPE_API_KEYS=owner:key[,owner:key] so that the deployed API is not open}"
 cd "$(dirname "$0")/.."
 
+tag=$(git rev-parse HEAD)
+image="$region-docker.pkg.dev/$project/$service/$service:$tag"
 vars=(-var "project=$project" -var "region=$region" -var "firestore_location=$region" -var "service=$service")
+approve=(${AUTO_APPROVE:+-auto-approve})
+
 terraform -chdir=infra init -input=false
-terraform -chdir=infra apply -input=false ${AUTO_APPROVE:+-auto-approve} "${vars[@]}" \
-  -target=google_project_service.apis -target=google_secret_manager_secret.scope
+terraform -chdir=infra apply -input=false "${approve[@]}" "${vars[@]}" \
+  -target=google_project_service.apis -target=google_secret_manager_secret.scope \
+  -target=google_artifact_registry_repository_iam_member.build_push \
+  -target=google_storage_bucket_iam_member.build_reads_source -target=google_project_iam_member.build_logs
 
 add_secret() {  # name value: a new version only when the value changed
   local current
@@ -32,11 +40,15 @@ if ! gcloud secrets versions access latest --secret "$service-signing-secret" --
   add_secret "$service-signing-secret" "$(openssl rand -hex 32)"
 fi
 
-terraform -chdir=infra apply -input=false ${AUTO_APPROVE:+-auto-approve} "${vars[@]}"
-
+build_account=$(terraform -chdir=infra output -raw build_service_account)
+source_bucket=$(terraform -chdir=infra output -raw build_source_bucket)
 gcloud builds submit --project "$project" --region "$region" --config cloudbuild.yaml \
-  --substitutions "_REGION=$region,_SERVICE=$service,_REPOSITORY=$service,_TAG=$(git rev-parse HEAD)" .
+  --service-account "projects/$project/serviceAccounts/$build_account" \
+  --gcs-source-staging-dir "gs://$source_bucket/source" \
+  --substitutions "_REGION=$region,_SERVICE=$service,_REPOSITORY=$service,_TAG=$tag" .
+
+terraform -chdir=infra apply -input=false "${approve[@]}" "${vars[@]}" -var "image=$image"
 
 url=$(terraform -chdir=infra output -raw service_url)
-echo "Deployed: $url"
+echo "Deployed $image: $url"
 curl -fsS "$url/health" && echo

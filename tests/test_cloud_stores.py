@@ -152,6 +152,21 @@ def test_a_taken_session_id_is_never_overwritten(cloud, monkeypatch: pytest.Monk
     assert sessions.get("bob", "sess_TAKEN001").title == "Bob's" and sessions.get("alice", "sess_TAKEN001") is None
 
 
+def test_records_carry_their_expiry_for_the_ttl_policy(cloud) -> None:
+    """With a retention period, each record holds expireAt as a Firestore timestamp; the TTL policy
+    (infra/main.tf) deletes it then. It reads back as the same Session."""
+    env, _, _ = cloud
+    store = FirestoreSessionStore(env["GOOGLE_CLOUD_PROJECT"], retry_s=5, retention_days=30)
+    session = Session(id="sess_TTL00001", owner_id="alice", title="t", created_at="2026-11-30T10:00:00.000Z")
+    assert store.create(session)
+    raw = store._collection.document("sess_TTL00001").get().to_dict()
+    assert raw["expireAt"].isoformat().startswith("2026-12-30T10:00:00")
+    assert store.get("alice", "sess_TTL00001") == session
+    kept = FirestoreSessionStore(env["GOOGLE_CLOUD_PROJECT"], retry_s=5)  # no retention: no expiry
+    kept.put(session.model_copy(update={"id": "sess_TTL00002"}))
+    assert "expireAt" not in kept._collection.document("sess_TTL00002").get().to_dict()
+
+
 class FlakyProxy:
     """Answers the first ``failures`` requests with 503, then forwards to the emulator."""
 

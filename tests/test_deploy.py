@@ -68,11 +68,31 @@ def test_terraform_declares_the_whole_stack(terraform: dict[str, Any]) -> None:
     bucket = r["google_storage_bucket.objects"]
     assert bucket["uniform_bucket_level_access"] is True and bucket["public_access_prevention"] == "enforced"
     rule = bucket["lifecycle_rule"][0]
-    assert rule["condition"][0]["age"] == "${var.video_retention_days}" and rule["action"][0]["type"] == "Delete"
+    assert rule["condition"][0] == {"age": "${var.retention_days}", "matches_prefix": ["sessions/"]}  # every object
+    assert rule["action"][0]["type"] == "Delete"
+    assert bucket["soft_delete_policy"][0]["retention_duration_seconds"] == 0
+    ttl = r["google_firestore_field.sessions_expire"]  # the records go on the same setting
+    assert ttl["collection"] == "sessions" and ttl["field"] == "expireAt" and "ttl_config" in ttl
     assert r["google_firestore_database.sessions"]["type"] == "FIRESTORE_NATIVE"
     index = r["google_firestore_index.sessions_by_owner"]
     assert [(f["field_path"], f["order"]) for f in index["fields"]] == [
         ("ownerId", "ASCENDING"), ("createdAt", "DESCENDING"), ("id", "DESCENDING")]
+
+
+def test_the_build_runs_as_its_own_account_with_the_least_it_needs(terraform: dict[str, Any]) -> None:
+    r = terraform["resources"]
+    assert "google_service_account.build" in r
+    build = "serviceAccount:${google_service_account.build.email}"
+    grants = {(k.split(".")[0], v["role"]) for k, v in r.items() if v.get("member") in (build, "${local.build_account}")}
+    assert grants == {
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),  # the staged source only
+        ("google_project_iam_member", "roles/logging.logWriter"),
+        ("google_artifact_registry_repository_iam_member", "roles/artifactregistry.writer"),
+    }  # it deploys nothing: Terraform does
+    assert r["google_storage_bucket_iam_member.build_reads_source"]["bucket"] == "${google_storage_bucket.build_source.name}"
+    assert not any("cloudbuild.gserviceaccount.com" in str(v) for v in r.values())  # not the legacy account
+    assert not any(v.get("member") == "allUsers" for v in r.values())  # invoker_iam_disabled instead
+    assert r["google_cloud_run_v2_service.scope"]["invoker_iam_disabled"] == "${var.public}"
 
 
 def test_the_service_account_gets_the_least_it_needs(terraform: dict[str, Any]) -> None:
@@ -117,7 +137,8 @@ def test_dockerfile_lint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "playwright install --with-deps chromium" in dockerfile and "USER 10001" in dockerfile
-    assert 'CMD ["scripts/serve.sh"]' in dockerfile
+    assert 'CMD ["scripts/serve.sh"]' in dockerfile and 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
+    assert "--graceful-timeout 8 " in (REPO / "scripts" / "serve.sh").read_text()  # under Cloud Run's 10 s
     assert "ANTHROPIC" not in dockerfile  # no secrets in layers
 
 
@@ -126,10 +147,9 @@ def test_cloudbuild_schema_and_step_order() -> None:
                              str(REPO / "cloudbuild.yaml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
-    assert [s["id"] for s in build["steps"]] == ["test", "build", "push", "deploy"]
+    assert [s["id"] for s in build["steps"]] == ["test", "build", "push"]  # Terraform deploys: one source of truth
     assert "make test" in build["steps"][0]["args"][-1]
-    deploy = build["steps"][3]["args"]
-    assert "--use-http2" in deploy and any(a.startswith("--image=") and a.endswith(":${_TAG}") for a in deploy)
+    assert build["images"] == ["${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/${_SERVICE}:${_TAG}"]
     assert {"_REGION", "_SERVICE", "_REPOSITORY", "_TAG"} <= set(build["substitutions"])
 
 
@@ -174,3 +194,77 @@ def test_make_run_listens_on_loopback_unless_told_otherwise() -> None:
 
     assert "HOST=127.0.0.1 " in run_command()  # and serve.sh binds $HOST (its own default is the container's)
     assert "HOST=0.0.0.0 " in run_command("HOST=0.0.0.0")
+
+
+# --------------------------------------------------------------------------- the deploy script, against stubs
+
+
+STUB = """#!/usr/bin/env bash
+# A stand-in for {name}: it logs its arguments, reads stdin when given some, and answers as the real one would.
+printf '%s\\t%s\\n' "{name}" "$*" >> "$DEPLOY_LOG"
+case "{name} $*" in
+  "terraform -chdir=infra output -raw build_service_account") echo "claude-scope-build@p.iam.gserviceaccount.com" ;;
+  "terraform -chdir=infra output -raw build_source_bucket") echo "p-claude-scope-build-source" ;;
+  "terraform -chdir=infra output -raw service_url") echo "https://claude-scope-xyz.a.run.app" ;;
+  "git rev-parse HEAD") echo "0123456789abcdef" ;;
+  "openssl rand -hex 32") echo "generated-signing-secret" ;;
+  "gcloud secrets versions access"*)
+    secret=$(printf '%s' "$*" | sed 's/.*--secret \\([^ ]*\\).*/\\1/')
+    [ -f "$SECRETS/$secret" ] && cat "$SECRETS/$secret" || exit 1 ;;
+  "gcloud secrets versions add"*)
+    secret=$(printf '%s' "$*" | sed 's/.*versions add \\([^ ]*\\).*/\\1/')
+    cat > "$SECRETS/$secret" ;;
+  "curl "*) echo '{{"status": "ok"}}' ;;
+esac
+"""
+
+
+def run_deploy(tmp_path: Path, secrets: Path) -> list[tuple[str, str]]:
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    for name in ("terraform", "gcloud", "git", "openssl", "curl"):
+        (stubs / name).write_text(STUB.format(name=name))
+        (stubs / name).chmod(0o755)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path), "DEPLOY_LOG": str(log), "SECRETS": str(secrets),
+           "SCOPE_API_KEYS": "alice:key-alice", "AUTO_APPROVE": "1"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "deploy.sh"), "my-project", "europe-west4"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Deployed europe-west4-docker.pkg.dev/my-project/claude-scope/claude-scope:0123456789abcdef" in done.stdout
+    return [tuple(line.split("\t", 1)) for line in log.read_text().splitlines()]  # type: ignore[misc]
+
+
+def test_deploy_script_order_and_arguments(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    calls = run_deploy(tmp_path, secrets)
+    tools = [name for name, _ in calls if name in ("terraform", "gcloud")]
+    steps = [(name, args.split(" -var")[0].split(" --")[0]) for name, args in calls if name in ("terraform", "gcloud")]
+    assert steps[0] == ("terraform", "-chdir=infra init -input=false")
+    first_apply, builds, last_apply = (steps.index(("terraform", "-chdir=infra apply -input=false -auto-approve")),
+                                       steps.index(("gcloud", "builds submit")),
+                                       len(steps) - 1 - steps[::-1].index(("terraform", "-chdir=infra apply -input=false -auto-approve")))
+    assert first_apply < builds < last_apply  # what a build needs, the build, then the service on its image
+    applies = [args for name, args in calls if name == "terraform" and args.startswith("-chdir=infra apply")]
+    assert "-target=google_project_service.apis" in applies[0] and "image=" not in applies[0]
+    assert "-var image=europe-west4-docker.pkg.dev/my-project/claude-scope/claude-scope:0123456789abcdef" in applies[1]
+    assert "-target" not in applies[1] and "-var region=europe-west4" in applies[1]
+    build = next(args for name, args in calls if name == "gcloud" and args.startswith("builds submit"))
+    assert "--service-account projects/my-project/serviceAccounts/claude-scope-build@p.iam.gserviceaccount.com" in build
+    assert "--gcs-source-staging-dir gs://p-claude-scope-build-source/source" in build
+    assert "_TAG=0123456789abcdef" in build and "--config cloudbuild.yaml" in build
+    assert (secrets / "claude-scope-api-keys").read_text() == "alice:key-alice"
+    assert (secrets / "claude-scope-signing-secret").read_text() == "generated-signing-secret"
+    assert tools.count("gcloud") >= 4 and ("curl", "-fsS https://claude-scope-xyz.a.run.app/health") in calls
+
+
+def test_deploy_script_twice_adds_no_secret_versions(tmp_path: Path) -> None:
+    """The same command again (a new version of the code): the secrets that did not change are left alone."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    run_deploy(tmp_path, secrets)
+    again = run_deploy(tmp_path, secrets)
+    assert not [args for name, args in again if name == "gcloud" and args.startswith("secrets versions add")]
+    assert [args.split()[0] for name, args in again if name == "gcloud"].count("builds") == 1
