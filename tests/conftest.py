@@ -294,8 +294,9 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def serve_sh(root: Path, **env: str) -> Iterator[str]:
-    """scripts/serve.sh as the container (and ``make run``) runs it: Hypercorn on 127.0.0.1, a free port."""
+def serve_sh(root: Path, on_start: Callable[[subprocess.Popen], None] | None = None, **env: str) -> Iterator[str]:
+    """scripts/serve.sh as the container (and ``make run``) runs it: Hypercorn on 127.0.0.1, a free port.
+    ``on_start`` is handed the process (to signal it)."""
     port = free_port()
     full_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(root), "PORT": str(port),
                 "HOST": "127.0.0.1", "SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_DATA_DIR": str(root / "data"),
@@ -314,6 +315,8 @@ def serve_sh(root: Path, **env: str) -> Iterator[str]:
                 if time.time() > deadline or process.poll() is not None:
                     raise RuntimeError((root / "serve.log").read_text())
                 time.sleep(0.3)
+        if on_start is not None:
+            on_start(process)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

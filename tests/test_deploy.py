@@ -4,6 +4,9 @@ Dockerfile (hadolint), cloudbuild.yaml (schema and step order), and the h2c serv
 from __future__ import annotations
 
 import json
+import threading
+import signal
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO, PageServer, serve_sh
+from conftest import REPO, PageServer, serve_sh, upload
 
 BIN = Path(sys.executable).parent
 
@@ -184,6 +187,25 @@ def test_http1_still_works(served: str) -> None:
     h2 = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", f"{served}/sessions", "-w", " %{http_code} %{http_version}"],
                         capture_output=True, text=True, timeout=30)
     assert h2.stdout.endswith(" 200 2")
+
+
+def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path, small_video: Path, pages: PageServer) -> None:
+    """Cloud Run sends SIGTERM, then SIGKILL 10 s later: an upload being processed still gets its answer,
+    and the server exits before the kill."""
+    started: list[subprocess.Popen] = []
+    with serve_sh(tmp_path, on_start=started.append) as url:
+        results: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: results.update(r=upload(url, small_video, seedUrl=pages.url + "/slow?d=2.5")))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while "/slow?d=2.5" not in pages.hits:  # the request is in the middle of its pipeline
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(started[0].pid, signal.SIGTERM)  # as tini passes it on: to the server, not its whole group
+        worker.join(30)
+        assert started[0].wait(10) is not None  # it exited within Cloud Run's 10 s
+    assert results["r"].status_code == 200, results["r"].text
+    assert results["r"].json()["status"] == "complete"
 
 
 def test_make_run_listens_on_loopback_unless_told_otherwise() -> None:
