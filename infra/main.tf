@@ -164,7 +164,7 @@ resource "google_cloud_run_v2_service" "scope" {
     service_account                  = google_service_account.scope.email
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
     timeout                          = "${var.request_timeout_seconds}s"
-    max_instance_request_concurrency = var.concurrency
+    max_instance_request_concurrency = var.pipelines_per_instance # one setting with SCOPE_MAX_INFLIGHT
 
     scaling {
       min_instance_count = var.min_instances
@@ -219,7 +219,7 @@ resource "google_cloud_run_v2_service" "scope" {
       }
       env {
         name  = "SCOPE_MAX_INFLIGHT"
-        value = "2"
+        value = tostring(var.pipelines_per_instance)
       }
       env {
         name  = "SCOPE_DEADLINE_S"

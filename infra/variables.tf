@@ -43,10 +43,10 @@ variable "request_timeout_seconds" {
   default     = 900
 }
 
-variable "concurrency" {
-  description = "Requests one instance takes at once: two pipelines (SCOPE_MAX_INFLIGHT) plus light Sessions API calls."
+variable "pipelines_per_instance" {
+  description = "Recordings one instance processes at once: both the service's limit (SCOPE_MAX_INFLIGHT) and Cloud Run's request concurrency, so the platform starts another instance instead of the service answering 429."
   type        = number
-  default     = 8
+  default     = 2
 }
 
 variable "min_instances" {
