@@ -17,27 +17,29 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-setup: $(VENV)/.installed system-deps
+# setup: everything either command needs (the Firestore emulator and Java included, where the
+# package is available); run needs only the service's part.
+setup: $(VENV)/.installed
+	@bash scripts/system-deps.sh --test
 
 system-deps:
 	@bash scripts/system-deps.sh
 
-run: setup
+run: $(VENV)/.installed system-deps
 	@echo "Claude Scope on http://$(HOST):$(PORT) (storage: $${SCOPE_STORAGE:-local}, data: $${SCOPE_DATA_DIR:-.scope-data})"
 	@if [ "$$SCOPE_ALLOW_PRIVATE_URLS" = "1" ]; then echo "SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open localhost and private addresses (local development)"; fi
 	@if [ -z "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY is not set: frames are read by the local analyser"; fi
 	HOST=$(HOST) PORT=$(PORT) VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH scripts/serve.sh
 
 test: setup
-	@bash scripts/system-deps.sh --test
 	$(PY) -m pytest -q tests
 
 # A recording of the project's own demo app, made here, through the pipeline: steps and prompt printed.
-demo: setup
+demo: $(VENV)/.installed system-deps
 	$(PY) scripts/demo.py
 
 # Mutation check of the security-relevant modules (pyproject.toml [tool.mutmut]); scores in docs/BENCHMARKS.md.
-mutation: setup
+mutation: $(VENV)/.installed
 	rm -rf mutants
 	$(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results
