@@ -49,6 +49,7 @@ log = logging.getLogger("scope.http")
 MAX_JSON_BYTES = 1024 * 1024
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})  # the methods whose bodies are read
 DRAIN_LIMIT = 128 * 1024 * 1024  # unread body we still read (and drop) so the client sees our answer
+EARLY_DRAIN_LIMIT = 1024 * 1024  # the same, for a body refused before any of it was read (429, 401, 415)
 RETRY_AFTER_S = 5
 PUBLIC_ENDPOINTS = {"health", "get_frame"}  # no Bearer token needed (a frame checks its signature itself)
 
@@ -155,27 +156,32 @@ def _cors(response: Response) -> None:
 
 
 def _drain_body(response: Response) -> None:
-    """Read what the client still sends (up to DRAIN_LIMIT) so it can read our answer.
+    """Read what the client still sends (up to a limit) so it can read our answer.
 
-    A larger remainder is left unread and the connection closed; the response is
-    made a streamed one so the framework does not try to read that remainder itself.
+    A refusal before the body was read (429, 401, …) reads at most EARLY_DRAIN_LIMIT of it
+    (the servers answer ``Expect: 100-continue`` themselves, so the client is already sending);
+    once the body was being read, up to DRAIN_LIMIT. A larger remainder is left unread and the
+    connection closed; the response is made a streamed one so the framework does not try to read
+    that remainder itself.
     """
     length = request.content_length
+    started = g.get("body_started", False)
+    limit = DRAIN_LIMIT if started else EARLY_DRAIN_LIMIT
     if request.method not in BODY_METHODS:
         drained = not g.get("unread_body")
     elif g.get("body_stalled"):
         drained = False
-    elif length is not None and length > DRAIN_LIMIT:
+    elif length is not None and length > limit:
         drained = False
     else:
         total = 0
         try:
-            while total <= DRAIN_LIMIT:
+            while total <= limit:
                 chunk = request.stream.read(upload.CHUNK)
                 if not chunk:
                     break
                 total += len(chunk)
-            drained = total <= DRAIN_LIMIT
+            drained = total <= limit
         except (OSError, ClientDisconnected, upload.BodyStalled):
             drained = False  # the client is gone: nothing more to read, close the connection
     if not drained:
@@ -264,6 +270,7 @@ def _bug(_: Exception) -> Response:
 
 def _json_body(model: type[Body]) -> Body:
     """The request's JSON object, validated by ``model``; the first broken rule is the contract's error."""
+    g.body_started = True
     raw = request.stream.read(MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
         raise ApiError(413, "FILE_TOO_LARGE", f"the JSON body exceeds {MAX_JSON_BYTES} bytes")
@@ -327,6 +334,7 @@ def create_recording() -> Response:
                        "share of them), retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
     raw = None
     try:
+        g.body_started = True
         raw = upload.read_multipart(request.stream, request.content_type, request.content_length,
                                     tempfile.gettempdir())
         fields = upload.validate(raw)

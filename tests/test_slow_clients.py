@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +19,7 @@ import h2.events
 import pytest
 import requests
 
-from conftest import serve_sh
+from conftest import PageServer, serve_sh, upload
 
 ATTACKERS = 24  # more than the server's request threads
 IDLE_S = 2  # the served instance's SCOPE_BODY_IDLE_S
@@ -151,3 +154,40 @@ def test_a_huge_request_line_is_refused_without_costing_the_server(served: str) 
         sock.close()
     assert answered.startswith(b"HTTP/1.1 431 "), answered[:200]
     still_served(served)
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An instance that runs one recording at a time."""
+    with serve_sh(tmp_path_factory.mktemp("full"), SCOPE_MAX_INFLIGHT="1") as url:
+        yield url
+
+
+def test_a_full_instance_refuses_an_upload_before_its_body(full: str, small_video: Path, pages: PageServer,
+                                                           tmp_path: Path) -> None:
+    """90 MB to an instance at its limit: 429 with Retry-After after at most 1 MiB of the body is read
+    (the server answers Expect: 100-continue itself, so the client starts sending either way); the
+    connection is closed and the client stops long before the end of its file."""
+    big = tmp_path / "big.webm"
+    with open(big, "wb") as out:
+        out.write(b"\x1a\x45\xdf\xa3" + b"\x00" * (90 * 1024 * 1024))
+    path = f"/slow?d=20.{uuid.uuid4().int % 10**6:06d}"
+    holder = threading.Thread(target=lambda: upload(full, small_video, seedUrl=pages.url + path), daemon=True)
+    holder.start()
+    deadline = time.monotonic() + 60
+    while path not in pages.hits:  # the one slot is taken
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    def curl(*extra: str) -> tuple[str, int, str]:
+        out = subprocess.run(["curl", "-sS", *extra, "-F", f"file=@{big}", "-F", "title=t", "-F",
+                              f"seedUrl={pages.url}/", f"{full}/recordings", "-D", "-", "-o", "/dev/null",
+                              "-w", "\n%{http_code} %{size_upload}"], capture_output=True, text=True, timeout=120)
+        head, _, tail = out.stdout.rpartition("\n")
+        status, sent = tail.split()
+        return status, int(float(sent)), head
+
+    for extra in ((), ("-H", "Expect:")):  # with curl's Expect: 100-continue, and without
+        status, sent, head = curl(*extra)
+        assert status == "429" and "retry-after:" in head.lower() and "connection: close" in head.lower()
+        assert sent < 32 * 1024 * 1024, (extra, sent)  # socket buffers' worth, not the 90 MB
