@@ -9,10 +9,11 @@ Nothing here stores anything: ``records`` turns the evidence into a session.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,19 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
     spans: dict[str, tuple[int, int]] = {}
 
     def timed(name: str, fn: Callable[..., T], *args: object) -> T:
-        """Run a lane and keep when it ran, so its overlap with the other lane can be seen."""
+        """Run a phase, keep when it ran (so the lanes' overlap can be seen) and log its start and end."""
         begun = time.monotonic()
+        log.info("%s started", name, extra={"fields": {"phase": name, "event": "start"}})
         try:
             return fn(*args)
         finally:
             spans[name] = (int((begun - started) * 1000), int((time.monotonic() - started) * 1000))
+            log.info("%s ended", name, extra={"fields": {"phase": name, "event": "end",
+                                                         "ms": spans[name][1] - spans[name][0]}})
+
+    def submit(fn: Callable[..., T], *args: object) -> Future[T]:
+        """Run ``fn`` on the pool with this request's context (its log lines keep the request id)."""
+        return pool.submit(contextvars.copy_context().run, fn, *args)
 
     def video_lane() -> tuple[VideoEvidence, list[PageHit], list[str]]:
         key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop)
@@ -135,15 +143,15 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
-        video_future = pool.submit(video_lane)
-        browser_future = pool.submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
+        video_future = submit(video_lane)
+        browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
         try:
             video, hits, problems = video_future.result(timeout=left())
             inspection = browser_future.result(timeout=left())
             extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
                      if decide(u, lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed]
             if extra:  # pages the recording visited, seen once the video lane has read it
-                more = pool.submit(lanes.browser.inspect, extra, left())
+                more = submit(timed, "later pages", lanes.browser.inspect, extra, left())
                 inspection = merge(inspection, more.result(timeout=left()))
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()
