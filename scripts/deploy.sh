@@ -7,7 +7,7 @@
 # 2. Cloud Build, as the build account, runs the tests, builds the image and pushes it tagged with the commit.
 # 3. Terraform applies everything with that image: the bucket, Firestore, the service's account and
 #    roles, and the Cloud Run service (created on the real image, so h2c from its first revision).
-# Idempotent: a second run changes only what changed. Rolling back: rerun with an older commit checked out.
+# Idempotent: a second run changes only what changed (the state bucket is made once). Rolling back: rerun with an older commit checked out.
 # Needs terraform, gcloud (gcloud auth login && gcloud auth application-default login), git, openssl, curl.
 set -euo pipefail
 project=${1:?usage: SCOPE_API_KEYS=owner:key scripts/deploy.sh PROJECT [REGION]}
@@ -21,7 +21,16 @@ image="$region-docker.pkg.dev/$project/$service/$service:$tag"
 vars=(-var "project=$project" -var "region=$region" -var "firestore_location=$region" -var "service=$service")
 approve=(${AUTO_APPROVE:+-auto-approve})
 
-terraform -chdir=infra init -input=false
+# What Terraform itself needs before it can enable anything, and a versioned bucket for its state.
+gcloud services enable serviceusage.googleapis.com cloudresourcemanager.googleapis.com storage.googleapis.com \
+  --project "$project"
+state_bucket="gs://$project-$service-tfstate"
+if ! gcloud storage buckets describe "$state_bucket" --project "$project" >/dev/null 2>&1; then
+  gcloud storage buckets create "$state_bucket" --project "$project" --location "$region" \
+    --uniform-bucket-level-access --public-access-prevention
+  gcloud storage buckets update "$state_bucket" --project "$project" --versioning
+fi
+terraform -chdir=infra init -input=false -reconfigure -backend-config="bucket=$project-$service-tfstate"
 terraform -chdir=infra apply -input=false "${approve[@]}" "${vars[@]}" \
   -target=google_project_service.apis -target=google_secret_manager_secret.scope \
   -target=google_artifact_registry_repository_iam_member.build_push \

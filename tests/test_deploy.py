@@ -133,7 +133,7 @@ def test_cloud_run_serves_http2_with_chromium_sized_resources(terraform: dict[st
     variables = terraform["variables"]
     assert all(v.get("description") for v in variables.values())
     assert {"service_url", "bucket"} <= set(terraform["outputs"])
-    assert (REPO / "infra" / "backend.tf.example").read_text().count('backend "gcs"') == 1
+    assert (REPO / "infra" / "backend.tf").read_text().count('backend "gcs"') == 1  # remote state, always
 
 
 def test_dockerfile_lint() -> None:
@@ -232,6 +232,8 @@ case "{name} $*" in
   "terraform -chdir=infra output -raw service_url") echo "https://claude-scope-xyz.a.run.app" ;;
   "git rev-parse HEAD") echo "0123456789abcdef" ;;
   "openssl rand -hex 32") echo "generated-signing-secret" ;;
+  "gcloud storage buckets describe"*) [ -f "$SECRETS/.state-bucket" ] || exit 1 ;;
+  "gcloud storage buckets create"*) touch "$SECRETS/.state-bucket" ;;
   "gcloud secrets versions access"*)
     secret=$(printf '%s' "$*" | sed 's/.*--secret \\([^ ]*\\).*/\\1/')
     [ -f "$SECRETS/$secret" ] && cat "$SECRETS/$secret" || exit 1 ;;
@@ -266,7 +268,14 @@ def test_deploy_script_order_and_arguments(tmp_path: Path) -> None:
     calls = run_deploy(tmp_path, secrets)
     tools = [name for name, _ in calls if name in ("terraform", "gcloud")]
     steps = [(name, args.split(" -var")[0].split(" --")[0]) for name, args in calls if name in ("terraform", "gcloud")]
-    assert steps[0] == ("terraform", "-chdir=infra init -input=false")
+    assert steps[0] == ("gcloud", "services enable serviceusage.googleapis.com cloudresourcemanager.googleapis.com "
+                                  "storage.googleapis.com")
+    assert ("gcloud", "storage buckets create gs://my-project-claude-scope-tfstate") in steps  # state, versioned
+    assert ("gcloud", "storage buckets update gs://my-project-claude-scope-tfstate") in steps
+    init = next(args for name, args in calls if name == "terraform" and " init " in f" {args} ")
+    assert init.endswith("-backend-config=bucket=my-project-claude-scope-tfstate")
+    assert steps.index(("gcloud", "storage buckets update gs://my-project-claude-scope-tfstate")) < \
+        steps.index(("terraform", "-chdir=infra init -input=false -reconfigure -backend-config=bucket=my-project-claude-scope-tfstate"))
     first_apply, builds, last_apply = (steps.index(("terraform", "-chdir=infra apply -input=false -auto-approve")),
                                        steps.index(("gcloud", "builds submit")),
                                        len(steps) - 1 - steps[::-1].index(("terraform", "-chdir=infra apply -input=false -auto-approve")))
@@ -292,3 +301,4 @@ def test_deploy_script_twice_adds_no_secret_versions(tmp_path: Path) -> None:
     again = run_deploy(tmp_path, secrets)
     assert not [args for name, args in again if name == "gcloud" and args.startswith("secrets versions add")]
     assert [args.split()[0] for name, args in again if name == "gcloud"].count("builds") == 1
+    assert not [args for name, args in again if name == "gcloud" and args.startswith("storage buckets create")]
