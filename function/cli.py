@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from . import config as config_module
 from . import pipeline
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="refuse loopback and private addresses, as the deployed service does")
     args = parser.parse_args(argv)
     setup_logging()
+    if sys.stderr.isatty():  # on a terminal: each phase as it starts and ends, and only warnings besides
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
+        logging.getLogger("scope.pipeline").addHandler(PhaseProgress(sys.stderr))
     config = dataclasses.replace(config_module.load(), allow_private_urls=not args.no_private_urls)
     if config.allow_private_urls:
         print("note: loopback and private URLs are allowed (a local tool); --no-private-urls refuses them",
@@ -75,6 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(local_prompt(session, config, service.records))
     return 0
+
+
+class PhaseProgress(logging.Handler):
+    """The pipeline's phases on a terminal: a line when one starts, ticked off with its time when it ends."""
+
+    NAMES = {"extract": "decoding the video", "grounding": "finding the elements under the pointer",
+             "vision": "reading the key frames", "browser": "opening the page", "later pages": "opening later pages"}
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", {}) or {}
+        phase, event = fields.get("phase"), fields.get("event")
+        if phase is None:
+            return
+        name = self.NAMES.get(phase, phase)
+        if event == "start":
+            self.stream.write(f"  … {name}\n")
+        else:
+            self.stream.write(f"  ✓ {name} ({fields.get('ms', 0) / 1000:.1f} s)\n")
+        self.stream.flush()
 
 
 EXAMPLES = """examples:

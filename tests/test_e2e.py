@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import subprocess
 import sys
@@ -524,6 +525,35 @@ def test_cli_prints_the_prompt_and_the_json(tmp_path: Path, small_video: Path, p
     helped = subprocess.run([sys.executable, "-m", "function.cli", "--help"], cwd=REPO, env=env,
                             capture_output=True, text=True)
     assert "--no-private-urls" in helped.stdout and "examples:" in helped.stdout
+
+
+def test_cli_shows_its_phases_on_a_terminal_and_nothing_extra_when_piped(tmp_path: Path, small_video: Path,
+                                                                          pages: PageServer) -> None:
+    import pty
+
+    env = {"PATH": "/usr/bin:/bin", "SCOPE_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    args = [sys.executable, "-m", "function.cli", str(small_video), "--title", "CLI run", "--url", pages.url + "/"]
+    primary, secondary = pty.openpty()
+    with open(os.devnull, "wb") as quiet:
+        on_terminal = subprocess.run(args, cwd=REPO, env=env, stdout=quiet, stderr=secondary, timeout=120)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    text = shown.decode()
+    assert on_terminal.returncode == 0, text
+    for phase in ("decoding the video", "reading the key frames", "opening the page"):
+        assert f"… {phase}" in text and f"✓ {phase} (" in text, text
+    assert '"severity": "INFO"' not in text  # only the phases (and warnings) on a terminal
+    piped = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "✓" not in piped.stderr and "…" not in piped.stderr
 
 
 def test_logs_are_structured_and_hold_no_secrets(locked_service: RunningService, small_video: Path,
