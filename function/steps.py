@@ -90,11 +90,19 @@ def _full_address(url: str | None) -> str | None:
     return url if host == "localhost" or ip or named or host.startswith("[") else None
 
 
-def text_on_line(lines: list[TextBox], line: Region) -> str:
-    """The text read on one line of the screen within the horizontal span of ``line`` (with a margin)."""
-    found = [t for t in lines if _same_line(t.region, line)
-             and t.region.x < line.x + line.width + 40 and line.x - 40 < t.region.x + t.region.width]
-    return " ".join(t.text for t in sorted(found, key=lambda t: t.region.x))
+def text_on_line(lines: list[TextBox], line: Region, words_within: bool = False) -> str:
+    """The text read on one line of the screen within the horizontal span of ``line`` (with a margin).
+    ``words_within``: only the words inside that span, where the reading has word boxes (a typed value
+    on a line read across the whole screen, which holds a header's title too)."""
+    lo, hi = line.x - 40, line.x + line.width + 40
+    found = [t for t in lines if _same_line(t.region, line) and t.region.x < hi and lo < t.region.x + t.region.width]
+    texts = []
+    for t in sorted(found, key=lambda t: t.region.x):
+        inside = [w.text for w in t.words if w.x < hi and lo < w.x + w.width] if t.words and words_within \
+            else [t.text]
+        if inside:
+            texts.append(" ".join(inside))
+    return " ".join(texts)
 
 
 def _phrases(line: TextBox) -> list[tuple[str, int, int]]:
@@ -295,7 +303,7 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
         if region.height <= TYPING_LINE_PX and (caret_on_line or continuing or into_field
                                                 or _looks_typed(frame, region, before, after)):
             line_so_far = _union(out.typing_line, region) if continuing and out.typing_line is not None else region
-            typed = text_on_line(after, line_so_far).rstrip(" |") or None  # OCR reads the caret as "|"
+            typed = text_on_line(after, line_so_far, words_within=True).strip(" |") or None  # OCR reads the caret as "|"
             if out.typing is not None and continuing:
                 out.typing_line = line_so_far
                 out.typing.end_timestamp = frame.timestamp

@@ -22,6 +22,7 @@ CARET_STAYS_SAMPLES = 12  # samples (1.2 s): a thin line that has not blinked by
 CARET_MEMORY = 16  # thin lines remembered at once
 TRAIL_MARGIN = 6  # screen px around each tracked pointer position
 POINTER_REACH = 400  # screen px the pointer can travel between two samples (4000 px/s)
+POINTER_COVER = 0.5  # of the pointer's last place: a region holding this much of it is the pointer leaving
 
 
 class ChangeRule(Protocol):
@@ -67,6 +68,13 @@ class Sizes:
         return math.hypot(dx, dy) / self.scale
 
 
+def _covers(region: Box, place: Box) -> bool:
+    """Does ``region`` hold at least POINTER_COVER of ``place``?"""
+    w = min(region.x + region.w, place.x + place.w) - max(region.x, place.x)
+    h = min(region.y + region.h, place.y + place.h) - max(region.y, place.y)
+    return w > 0 and h > 0 and w * h >= POINTER_COVER * place.w * place.h
+
+
 @dataclass
 class PointerRule:
     """Where the mouse pointer has been since the last kept frame.
@@ -92,15 +100,15 @@ class PointerRule:
 
     def observe(self, motion: list[Box]) -> list[Box]:
         """Feed one sample's motion regions (carets and specks already taken out); return what is not the pointer."""
-        margin = self._margin()
         # A slow move merges the old and new positions into one region up to twice the pointer's size.
         small = [b for b in motion if self.sizes.pointer_sized(b, 2.0)]
         # The pointer is one object: it departs from (at most) one place. Look where it was last
         # seen first, then anywhere on its trail, then where a small thing moved a sample ago.
+        # A departure covers where the pointer was (its pixels went back to the UI's): a glyph typed
+        # next to the last one only touches it, and is no pointer leaving.
         departures: list[Box] = []
         for known in (self.last, self.trail, self.moving):
-            grown = [k.grown(margin) for k in known]
-            departures = [b for b in small if any(b.overlaps(k) for k in grown)]
+            departures = [b for b in small if any(_covers(b, k) for k in known)]
             if departures:
                 break
         self.moving = small
@@ -146,7 +154,7 @@ class PointerRule:
 
     def rebase(self) -> None:
         """A frame was kept: the trail restarts at the pointer's current place."""
-        self.trail = list(self.last)
+        self.trail = []  # a pointer resting where it was kept is in both frames: no difference is its doing
 
 
 @dataclass
