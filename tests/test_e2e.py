@@ -430,7 +430,7 @@ def test_deadline_and_busy(tight_service: RunningService, small_video: Path, pag
 @pytest.fixture(scope="module")
 def shared_service(start_service, pages: PageServer, backend) -> RunningService:
     return start_service(SCOPE_API_KEYS="alice:key-alice,bob:key-bob", SCOPE_MAX_INFLIGHT="2",
-                         SCOPE_ALLOWED_HOSTS=f"127.0.0.1:{pages.port}", **backend("shared"))
+                         SCOPE_ALLOWED_HOSTS=f"127.0.0.1:{pages.port}", **backend("fair"))
 
 
 def test_one_owner_cannot_take_every_slot(shared_service: RunningService, small_video: Path,
