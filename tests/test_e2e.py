@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import http.client
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -161,14 +164,29 @@ def test_browser_recorded_webm_without_duration(open_service: RunningService, pa
     assert session["duration"] == 41
 
 
+@contextlib.contextmanager
+def fixed_port_turn(port: int) -> Iterator[None]:
+    """Hold this machine's lock for ``port`` (an flock on a file in the temporary folder) while using it."""
+    with open(Path(tempfile.gettempdir()) / f"claude-scope-port-{port}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def test_pages_the_recording_visits_are_inspected_too(open_service: RunningService, recordings: Path) -> None:
     """The recording shows a browser's address bar: each same-origin URL it visits is opened as well."""
     truth = json.loads((recordings / "todomvc_browser_1280_vp9.json").read_text())
-    app = PageServer(port=truth["port"])  # the app the recording was made of answered on this fixed port
-    try:
-        response = upload(open_service.url, recordings / "todomvc_browser_1280_vp9.webm", seedUrl=truth["initial_url"])
-    finally:
-        app.close()
+    # The app the recording was made of answered on this fixed port (its address bar shows it): runs of
+    # the suite side by side take turns with it.
+    with fixed_port_turn(truth["port"]):
+        app = PageServer(port=truth["port"])
+        try:
+            response = upload(open_service.url, recordings / "todomvc_browser_1280_vp9.webm",
+                              seedUrl=truth["initial_url"])
+        finally:
+            app.close()
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["urlsInspected"] == truth["urls_visited"]
