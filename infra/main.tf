@@ -189,6 +189,8 @@ resource "google_cloud_run_v2_service" "scope" {
           memory = "4Gi"
         }
         startup_cpu_boost = true
+        # Request-based billing: all work happens inside a request (the pipeline is synchronous).
+        cpu_idle = true
       }
 
       startup_probe {

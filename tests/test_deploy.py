@@ -118,6 +118,7 @@ def test_cloud_run_serves_http2_with_chromium_sized_resources(terraform: dict[st
     container = template["containers"][0]
     assert container["ports"][0] == {"name": "h2c", "container_port": 8080}
     assert container["resources"][0]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert container["resources"][0]["cpu_idle"] is True  # request-based billing: no work outside requests
     assert container["startup_probe"][0]["http_get"][0]["path"] == "/health"
     assert template["timeout"] == "${var.request_timeout_seconds}s"
     # One setting: Cloud Run sends an instance no more requests than the pipelines it runs at once.
