@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -22,9 +21,9 @@ from . import pipeline
 from .app import build, setup_logging
 from .auth import ANONYMOUS, frame_path
 from .frames import VideoError
-from .models import AGENT_TARGETS, DEFAULT_AGENT_TARGET, ProcessingResponse, RecordingRequest, Session
+from .models import AGENT_TARGETS, DEFAULT_AGENT_TARGET, ProcessingResponse, Session
 from .records import Records, frame_key
-from .upload import RawUpload, UploadError, validate
+from .upload import UploadError, local_request
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,22 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         print("note: loopback and private URLs are allowed (a local tool); --no-private-urls refuses them",
               file=sys.stderr)
     try:
-        with open(args.video, "rb") as video:
-            head = video.read(4096)
-        raw = RawUpload(
-            texts={"title": args.title, "seedUrl": args.url, "notes": args.notes, "agentTarget": args.target},
-            video_path=args.video, video_size=os.path.getsize(args.video), head=head,
-        )
-        fields = validate(raw)
+        request = local_request(args.video, args.title, args.url, args.notes, args.target, ANONYMOUS)
     except (OSError, UploadError) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     service = build(config)
-    request = RecordingRequest(
-        video_path=args.video, file_size=raw.video_size, mime_type=fields.mime_type, title=fields.title,
-        seed_url=fields.seed_url, notes=fields.notes, agent_target=fields.agent_target, client_duration_ms=None,
-        owner_id=ANONYMOUS,
-    )
     try:
         session = service.process(request)
     except (pipeline.UrlNotAllowed, VideoError, pipeline.PipelineTimeout) as exc:

@@ -129,16 +129,16 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         """Run ``fn`` on the pool with this request's context (its log lines keep the request id)."""
         return pool.submit(contextvars.copy_context().run, fn, *args)
 
-    def video_lane() -> tuple[VideoEvidence, list[PageHit], list[str]]:
+    def video_lane() -> tuple[VideoEvidence, list[PointerProbe], list[PageHit], list[str]]:
         key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop)
-        hits, problems = timed("grounding", locate, lanes, request.seed_url, key_frames,
-                               steps_inference.pointer_probes(key_frames), left)
+        probes = steps_inference.pointer_probes(key_frames)
+        hits, problems = timed("grounding", locate, lanes, request.seed_url, key_frames, probes, left)
         by_frame = {hit.frame_index: hit for hit in hits}
         hints = [FrameHint.of(frame, by_frame.get(frame.index)) for frame in key_frames]
         vision = timed("vision", lanes.analyser.analyze, key_frames, hints)
         spans["video"] = (spans["extract"][0], spans["vision"][1])
         return (VideoEvidence(key_frames, info, vision, warnings + vision.warnings, _length(spans["extract"]),
-                              _length(spans["vision"])), hits, problems)
+                              _length(spans["vision"])), probes, hits, problems)
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
@@ -146,7 +146,7 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         video_future = submit(video_lane)
         browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
         try:
-            video, hits, problems = video_future.result(timeout=left())
+            video, probes, hits, problems = video_future.result(timeout=left())
             inspection = browser_future.result(timeout=left())
             extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
                      if decide(u, lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed]
@@ -156,7 +156,7 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
-        hits, later_problems = relocate(video, inspection, hits, request.seed_url, lanes, left)
+        hits, later_problems = relocate(video, probes, inspection, hits, request.seed_url, lanes, left)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if not any(s.success for s in inspection.snapshots if s.url == request.seed_url):
@@ -186,12 +186,11 @@ def locate(lanes: Lanes, url: str, key_frames: list[KeyFrame], probes: list[Poin
                     "they are named from the screen"]
 
 
-def relocate(video: VideoEvidence, inspection: Inspection, hits: list[PageHit], seed_url: str, lanes: Lanes,
-             left: Callable[[], float]) -> tuple[list[PageHit], list[str]]:
+def relocate(video: VideoEvidence, probes: list[PointerProbe], inspection: Inspection, hits: list[PageHit],
+             seed_url: str, lanes: Lanes, left: Callable[[], float]) -> tuple[list[PageHit], list[str]]:
     """The seed page's hits, with those of frames that show another inspected page looked up on that page."""
     urls = [a.url for a in video.vision.analyses]
     opened = {s.url for s in inspection.snapshots if s.success} - {seed_url}
-    probes = steps_inference.pointer_probes(video.key_frames)
     by_page: dict[str, list[PointerProbe]] = {}
     for probe in probes:
         if urls[probe.frame_index] in opened:

@@ -21,7 +21,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from .config import MAX_VIDEO_BYTES
-from .models import MAX_URL_CHARS, AgentTarget, check_agent_target, check_notes, check_title
+from .models import MAX_URL_CHARS, AgentTarget, RecordingRequest, check_agent_target, check_notes, check_title
 
 CHUNK = 256 * 1024
 MAX_TEXT_FIELD_BYTES = 64 * 1024  # far above any text rule; stops a huge "title" from filling memory
@@ -276,3 +276,17 @@ def validate(upload: RawUpload) -> RecordingFields:
     if mime_type is None:
         raise UploadError(415, "UNSUPPORTED_MEDIA_TYPE", "file is not a webm, mp4 or mkv video", "file")
     return RecordingFields(title, seed_url, notes, agent_target, duration_ms, mime_type)
+
+
+def local_request(video: Path, title: str, seed_url: str, notes: str, agent_target: str,
+                  owner_id: str) -> RecordingRequest:
+    """A recording on this machine's disk, under the upload's field rules (``UploadError`` when one is
+    broken, ``OSError`` when the file cannot be read): what the CLI and the MCP server process."""
+    with open(video, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    raw = RawUpload(texts={"title": title, "seedUrl": seed_url, "notes": notes, "agentTarget": agent_target},
+                    video_path=video, video_size=os.path.getsize(video), head=head)
+    fields = validate(raw)
+    return RecordingRequest(video_path=video, file_size=raw.video_size, mime_type=fields.mime_type,
+                            title=fields.title, seed_url=fields.seed_url, notes=fields.notes,
+                            agent_target=fields.agent_target, client_duration_ms=None, owner_id=owner_id)

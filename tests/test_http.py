@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import flask
@@ -86,3 +87,18 @@ def test_empty_path_segments_are_no_route(tmp_path: Path, path: str) -> None:
     """Not a redirect to a guessed path, not a 500: the contract's 404 in JSON."""
     response = client_for(tmp_path, lambda request: None).get(path)
     assert response.status_code == 404 and response.json["code"] == "NOT_FOUND"
+
+
+def test_a_body_sent_with_a_get_is_never_read(tmp_path: Path) -> None:
+    """Nothing waits on it (a client may declare one and never send it): the answer comes without a read,
+    and the connection is closed since the unread bytes would otherwise start the next request."""
+    class Untouchable(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise AssertionError("the body of a GET was read")
+
+        readline = read1 = read
+
+    response = client_for(tmp_path, lambda request: None).get(
+        "/health", input_stream=Untouchable(b"0123456789"), headers={"Content-Length": "10"})
+    assert response.status_code == 200 and response.json["status"] == "ok"
+    assert response.headers["Connection"] == "close"

@@ -16,9 +16,9 @@ import requests
 
 from .. import config as config_module
 from ..auth import ANONYMOUS, frame_path
-from ..models import AgentTarget, ProcessingResponse, RecordingRequest, Session
 from ..config import MAX_VIDEO_BYTES
-from ..upload import SNIFF_BYTES, RawUpload, UploadError, sniff_video, validate
+from ..models import AgentTarget, ProcessingResponse, Session
+from ..upload import SNIFF_BYTES, UploadError, local_request, sniff_video
 
 HTTP_TIMEOUT_S = 600  # a recording's processing is synchronous and may take minutes
 
@@ -90,19 +90,11 @@ class LocalSource:
         from ..frames import VideoError
         from ..pipeline import PipelineTimeout, UrlNotAllowed
 
-        with open(video, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-        raw = RawUpload(texts={"title": title, "seedUrl": seed_url, "notes": notes, "agentTarget": agent_target},
-                        video_path=video, video_size=video.stat().st_size, head=head)
         try:
-            fields = validate(raw)
-            return self.service.process(RecordingRequest(
-                video_path=video, file_size=raw.video_size, mime_type=fields.mime_type, title=fields.title,
-                seed_url=fields.seed_url, notes=fields.notes, agent_target=fields.agent_target,
-                client_duration_ms=None, owner_id=ANONYMOUS))
+            return self.service.process(local_request(video, title, seed_url, notes, agent_target, ANONYMOUS))
         except UploadError as exc:
             raise SourceError(exc.message) from None
-        except (UrlNotAllowed, VideoError, PipelineTimeout) as exc:
+        except (OSError, UrlNotAllowed, VideoError, PipelineTimeout) as exc:
             raise SourceError(str(exc)) from None
 
 
