@@ -122,16 +122,20 @@ def _phrases(line: TextBox) -> list[tuple[str, int, int]]:
 
 def text_at(lines: list[TextBox], point: PointerAt) -> tuple[str, float] | None:
     """The phrase the pointer is on, or the nearest phrase on its line within reach, and how far it is."""
-    row = [t for t in lines if t.region.y - ROW_SLACK_PX <= point.y <= t.region.y + t.region.height + ROW_SLACK_PX]
-    best: tuple[float, str] | None = None
+    def slack(line: TextBox) -> int:  # a list row stands about a line's height above and below its text
+        return max(ROW_SLACK_PX, line.region.height)
+
+    row = [t for t in lines if t.region.y - slack(t) <= point.y <= t.region.y + t.region.height + slack(t)]
+    best: tuple[float, float, str] | None = None
     for line in row:
+        rise = max(line.region.y - point.y, 0, point.y - (line.region.y + line.region.height))
         for text, x, width in _phrases(line):
             if not readable(text):
                 continue
             gap = max(x - point.x, 0, point.x - (x + width))
-            if gap <= LABEL_REACH_PX and (best is None or gap < best[0]):
-                best = (gap, text)
-    return (best[1], best[0]) if best else None
+            if gap <= LABEL_REACH_PX and (best is None or (rise, gap) < best[:2]):
+                best = (rise, gap, text)
+    return (best[2], best[1]) if best else None
 
 
 def _similar(a: str, b: str) -> bool:
@@ -220,7 +224,8 @@ def _pointer_for(frame: KeyFrame, region: Region, following: KeyFrame | None = N
     # The place the pointer first leaves after the change began is where it acted: a click's arrival
     # is often hidden inside the change it causes, its departure is not.
     later = frame.pointer_path + (following.pointer_path if following is not None else [])
-    departures = [p for p in later if p.left and frame.started < p.ms <= frame.started + DEPART_MS]
+    departures = [p for p in later if p.left and frame.started < p.ms <= frame.started + DEPART_MS
+                  and not _passing(later, p)]
     if departures and near(departures[0]):
         return departures[0]
     # Where it rested before the change, then where it was as the change began (a change can
@@ -239,6 +244,16 @@ def _pointer_for(frame: KeyFrame, region: Region, following: KeyFrame | None = N
         if abs(earlier.x - later.x) <= STILL_PX and abs(earlier.y - later.y) <= STILL_PX:
             return later
     return None
+
+
+def _passing(path: list[PointerAt], departure: PointerAt) -> bool:
+    """Was the place the pointer left only a point on its way (seen in one sample, arrived just before)?"""
+    arrivals = [p for p in path if not p.left and p.ms < departure.ms]
+    if not arrivals:
+        return False
+    last = arrivals[-1]
+    same_place = abs(last.x - departure.x) <= STILL_PX and abs(last.y - departure.y) <= STILL_PX
+    return same_place and departure.ms - last.ms < CLICK_STILL_MS
 
 
 def _rested_ms(frame: KeyFrame, point: PointerAt) -> int:
@@ -325,15 +340,14 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
             if not typed or not _shares_word(line_after, typed):
                 result = [t.text for t in after if not _same_line(t.region, out.typing_line)
                           and not any(b.text == t.text and _same_line(b.region, t.region) for b in before)]
-                if result and _shares_word(result[0], typed):
-                    out.typing.value = result[0]  # the whole text, as the app shows it after Enter
-                    out.typing.description = f"Typed {_quote(result[0])} into the field."
+                _whole_value(out.typing, result[:1])
                 shown = f"; {_quote(result[0])} appeared" if result else "; the field was cleared"
                 out.add(index, frame.started, frame.timestamp, "key", f"Pressed Enter{shown}.", 0.7,
                         "keyboard+screen", target=out.typing.target, value="Enter", url=url)
                 out.close_typing()
                 continue
         if out.typing is not None and not _moved_since(frame, out.typing.end_timestamp):
+            _whole_value(out.typing, new_text)
             out.add(index, frame.started, frame.timestamp, "key",
                     f"Pressed Enter (most likely: the change came right after typing, the pointer still)"
                     f"{_outcome(new_text, new_url)}.", 0.5, "keyboard+screen", target=out.typing.target,
@@ -438,6 +452,15 @@ def _focus_clicks(found: list[Step]) -> list[Step]:
             click.description = f"Clicked into the field{field}."
             click.confidence = max(click.confidence, 0.5)
     return found
+
+
+def _whole_value(typing: Step, shown: list[str]) -> None:
+    """After Enter the app shows the whole text typed (a value typed into an editor that already held
+    words was read only in part): the first new text sharing a word with the value read replaces it."""
+    typed = typing.value or ""
+    if shown and _shares_word(shown[0], typed):
+        typing.value = shown[0]
+        typing.description = f"Typed {_quote(shown[0])} into the field."
 
 
 def _union(a: Region, b: Region) -> Region:

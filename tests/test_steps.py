@@ -97,6 +97,40 @@ def test_a_click_that_takes_a_row_away_says_so_and_ocr_losing_words_does_not() -
     assert "removed" not in blurred[0].description
 
 
+def test_a_point_the_pointer_only_passed_through_is_not_where_it_clicked() -> None:
+    rows = [line("Book flights to Lisbon", 427, 276, h=22), line("Water the plants", 425, 336, h=22)]
+    path = [PointerAt(18300, 368, 356), PointerAt(18399, 368, 356, left=True),  # one sample on its way
+            PointerAt(18500, 634, 284), PointerAt(18899, 634, 284, left=True)]  # rested, then left
+    frames = [frame(0, 0, None), frame(1, 19200, box(362, 128, 556, 226), started=18300, pointer_path=path)]
+    found = infer(frames, [seen(HEADER, *rows), seen(HEADER, *rows)])
+    assert [s.action for s in found] == ["click"]
+    assert found[0].target is not None and found[0].target.name == "Book flights to Lisbon"
+
+
+def test_the_row_nearest_the_pointer_names_it_between_two_rows() -> None:
+    rows = [line("Buy milk and eggs", 427, 216, h=22), line("Call the plumber", 426, 276, h=22)]
+    at = PointerAt(18700, 430, 254)  # 16 px below the first row's text, 22 px above the second's
+    frames = [frame(0, 0, None), frame(1, 19300, box(362, 126, 556, 218), started=18773, pointer=at,
+                                      pointer_path=[PointerAt(18600, 230, 358), at], pointer_still_ms=100)]
+    found = infer(frames, [seen(HEADER, *rows), seen(HEADER, *rows, line("1 item left", 380, 330))])
+    assert found[0].action == "click" and found[0].target is not None
+    assert found[0].target.name == "Buy milk and eggs"
+
+
+def test_after_enter_the_value_is_the_whole_text_the_app_shows() -> None:
+    caret = {"caret": box(600, 276, 2, 22), "caret_ms": 20500}
+    before = line("Book flights to Lisbon", 427, 276, h=22)
+    frames = [frame(0, 0, None),
+              frame(1, 21000, box(560, 276, 90, 22), **caret),
+              frame(2, 22300, box(360, 330, 560, 40), started=22100)]
+    analyses = [seen(HEADER, before),
+                seen(HEADER, line("Lisbon and hotel", 520, 276, h=22)),  # the editor's scrolled read
+                seen(HEADER, line("Book flights to Lisbon and hotel", 427, 276, h=22), line("3 items left", 380, 340))]
+    found = infer(frames, analyses)
+    assert [s.action for s in found] == ["type", "key"]
+    assert found[0].value == "Book flights to Lisbon and hotel" and found[1].value == "Enter"
+
+
 def test_scrolling_is_a_scroll_with_its_direction() -> None:
     frames = [frame(0, 0, None), frame(1, 2500, box(300, 0, 900, 720), started=1000, scroll_dy=-320),
               frame(2, 5000, box(300, 0, 900, 720), started=4000, scroll_dy=200)]
@@ -148,7 +182,8 @@ def score_module(recordings: Path):  # noqa: ANN201 - the fixture's own scorer
     return module
 
 
-@pytest.mark.parametrize("name,floor", [("todomvc_basic_1280_vp9.webm", 0.8), ("todomvc_hires_1920_h264.mp4", 0.8)])
+@pytest.mark.parametrize("name,floor", [("todomvc_basic_1280_vp9.webm", 0.9), ("todomvc_hires_1920_h264.mp4", 0.8),
+                                       ("todomvc_edit_1280_h264.mp4", 0.85)])
 def test_steps_name_what_the_user_did_on_real_recordings(recordings: Path, name: str, floor: float) -> None:
     key_frames, _, _ = extract(recordings / name)
     analyses = Vision(LocalProvider()).analyze(key_frames).analyses
