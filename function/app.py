@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from flask import Flask
 
@@ -12,6 +13,7 @@ from . import logs, pipeline
 from .aria import BrowserSettings, Inspector
 from .config import Config
 from .http import create_app
+from .jobs import Jobs
 from .models import RecordingRequest, Session
 from .records import Pricing, Records
 from .sessions import open_sessions
@@ -50,10 +52,26 @@ class Service:
     config: Config
     lanes: pipeline.Lanes
     records: Records
+    jobs: Jobs = field(init=False)  # the workers for recordings accepted with ``Prefer: respond-async``
+
+    def __post_init__(self) -> None:
+        self.jobs = Jobs(self.records, self.process_accepted, self.config.max_inflight, self.config.deadline_s)
 
     def process(self, request: RecordingRequest) -> Session:
         """Run the pipeline on one recording and store its session."""
         return self.records.save_recording(request, pipeline.run(request, self.lanes))
+
+    def process_accepted(self, request: RecordingRequest, accepted: Session, progress: pipeline.Progress) -> Session:
+        """Run the pipeline on a recording accepted earlier, into the session claimed for it."""
+        evidence = pipeline.run(request, self.lanes, progress)
+        progress("writing prompt")
+        return self.records.save_recording(request, evidence, accepted)
+
+    def accept(self, request: RecordingRequest, done: Callable[[], None]) -> Session:
+        """Take a recording to process in the background: a seed URL the service may not open is
+        refused now (``UrlNotAllowed``), before anything is stored."""
+        pipeline.check_seed_url(request.seed_url, self.lanes)
+        return self.jobs.submit(request, done)
 
 
 def build(config: Config) -> Service:
@@ -65,7 +83,7 @@ def build(config: Config) -> Service:
 
 def build_app(config: Config) -> Flask:
     service = build(config)
-    return create_app(config, service.records, service.process)
+    return create_app(config, service.records, service.process, service.accept)
 
 
 def configure_process() -> None:

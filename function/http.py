@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed
 
@@ -27,6 +27,7 @@ from .config import Config
 from .frames import VideoError
 from .slots import Slots
 from .models import (
+    Accepted,
     Body,
     Caller,
     GeneratedPrompt,
@@ -73,6 +74,7 @@ class Scope:
     config: Config
     records: Records
     process: Process
+    accept: Accept | None
     signer: FrameSigner
     slots: Slots
 
@@ -84,12 +86,12 @@ def _scope() -> Scope:
 api = Blueprint("scope", __name__)
 
 
-def create_app(config: Config, records: Records, process: Process) -> Flask:
-    """The service as a Flask app: the blueprint at ``/`` and at ``/api``."""
+def create_app(config: Config, records: Records, process: Process, accept: Accept | None = None) -> Flask:
+    """The service as a Flask app: the blueprint at ``/`` and at ``/api``, and its web page at ``/``."""
     app = Flask("scope")
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/sessions//x" is no route (404), not a redirect to guess at
-    app.extensions["scope"] = Scope(config, records, process, FrameSigner(config.signing_secret),
+    app.extensions["scope"] = Scope(config, records, process, accept, FrameSigner(config.signing_secret),
                                     Slots(config.max_inflight, owners=len(set(config.api_keys.values()))))
     app.register_blueprint(api)
     app.register_blueprint(api, url_prefix="/api", name="api")
@@ -148,10 +150,10 @@ def _cors(response: Response) -> None:
         return
     response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
     response.headers.add("Vary", "Origin")
-    response.headers["Access-Control-Expose-Headers"] = "X-Next-Page-Token, X-Request-Id, Retry-After"
+    response.headers["Access-Control-Expose-Headers"] = "X-Next-Page-Token, X-Request-Id, Retry-After, Location"
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Prefer"
         response.headers["Access-Control-Max-Age"] = "600"
 
 
@@ -333,22 +335,45 @@ def create_recording() -> Response:
         raise ApiError(429, "BUSY", "the service is at its limit of recordings in flight (or this caller at its "
                        "share of them), retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
     raw = None
+    handed_off = False
     try:
         g.body_started = True
         raw = upload.read_multipart(request.stream, request.content_type, request.content_length,
                                     tempfile.gettempdir())
         fields = upload.validate(raw)
         assert raw.video_path is not None
-        session = scope.process(RecordingRequest(
+        recording = RecordingRequest(
             video_path=raw.video_path, file_size=raw.video_size, mime_type=fields.mime_type, title=fields.title,
             seed_url=fields.seed_url, notes=fields.notes, agent_target=fields.agent_target,
             client_duration_ms=fields.client_duration_ms, owner_id=g.owner,
-        ))
+        )
+        if scope.accept is not None and _prefers_async():
+            upload_left = raw
+
+            def done() -> None:  # the job owns the upload and the slot from here on
+                upload_left.discard()
+                scope.slots.give_back(owner)
+
+            session = scope.accept(recording, done)
+            handed_off = True
+            status_url = url_for(f"{request.blueprint}.session_status", session_id=session.id)
+            return json_response(Accepted(session_id=session.id, status=session.status,
+                                          processing_status=session.processing_status, progress=session.progress,
+                                          status_url=status_url),
+                                 202, headers={"Location": status_url, "Preference-Applied": "respond-async"})
+        session = scope.process(recording)
         return json_response(ProcessingResponse.of(session, _thumbnail))
     finally:
-        if raw is not None:
-            raw.discard()
-        scope.slots.give_back(owner)
+        if not handed_off:
+            if raw is not None:
+                raw.discard()
+            scope.slots.give_back(owner)
+
+
+def _prefers_async() -> bool:
+    """``Prefer: respond-async`` (RFC 7240): answer 202 at once and process in the background."""
+    preferences = ",".join(request.headers.getlist("Prefer")).lower()
+    return any(p.split(";")[0].strip() == "respond-async" for p in preferences.split(","))
 
 
 @api.get("/sessions")
@@ -398,10 +423,7 @@ def delete_session(session_id: str) -> Response:
 
 @api.get("/sessions/<session_id>/status")
 def session_status(session_id: str) -> Response:
-    session = _scope().records.get(g.owner, session_id)
-    return json_response(SessionStatusView(
-        session_id=session.id, session_status=session.status, processing_status=session.status,
-        processing_time=session.processing_time, last_error=session.last_error))
+    return json_response(SessionStatusView.of(_scope().records.get(g.owner, session_id)))
 
 
 @api.post("/sessions/<session_id>/generate-prompt")

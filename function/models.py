@@ -32,6 +32,10 @@ AGENT_TARGETS: tuple[str, ...] = typing.get_args(AgentTarget)
 DEFAULT_AGENT_TARGET: AgentTarget = "CLAUDE_CODE"
 SessionStatus = Literal["processing", "complete", "error"]
 SESSION_STATUSES: tuple[str, ...] = typing.get_args(SessionStatus)
+# Where a recording accepted for later processing (``Prefer: respond-async``) is, and how far along.
+ProcessingPhase = Literal["queued", "decoding", "reading frames", "inspecting pages", "writing prompt"]
+PHASE_PERCENT: dict[str, int] = {"queued": 0, "decoding": 10, "reading frames": 45, "inspecting pages": 75,
+                                 "writing prompt": 90}
 
 MAX_TITLE_CHARS = 500
 MAX_NOTES_CHARS = 2000
@@ -365,6 +369,7 @@ class Frame(Model):
     change_score: float
     changed_region: Region | None
     analysis: FrameAnalysis
+    pointer: PointerHint | None = None  # where the pointer was as the change began (video px)
 
 
 class LaneTimings(Model):
@@ -412,8 +417,20 @@ class Session(Model):
     vision_cost_usd: float = 0.0
     last_error: str | None = None
     objects: list[str] = Field(default_factory=list)  # storage keys of this session
+    phase: ProcessingPhase | None = None  # set while the pipeline works on an accepted recording
+    deadline_at: str | None = None  # an accepted recording still processing after this is marked error
 
-    RECORD_ONLY: typing.ClassVar[set[str]] = {"owner_id", "objects"}  # kept, never served
+    @property
+    def processing_status(self) -> str:
+        """The phase while the pipeline works on it, else the status."""
+        return self.phase if self.status == "processing" and self.phase else self.status
+
+    @property
+    def progress(self) -> int:
+        """How far processing is, in per cent (100 once complete)."""
+        return 100 if self.status == "complete" else PHASE_PERCENT.get(self.phase or "", 0)
+
+    RECORD_ONLY: typing.ClassVar[set[str]] = {"owner_id", "objects", "phase", "deadline_at"}  # kept, never served
 
 
 # --------------------------------------------------------------------------- API answers and bodies
@@ -439,7 +456,8 @@ class SessionView(Session):
     def to_json(self, detail: bool = True, **options: Any) -> dict[str, Any]:
         """The whole Session; a list item (``detail=False``) leaves the inspection out."""
         hidden = Session.RECORD_ONLY | (set() if detail else {"inspection", "inspection_json"})
-        return super().to_json(exclude=hidden, **options)
+        return super().to_json(exclude=hidden, **options) | {"processingStatus": self.processing_status,
+                                                               "progress": self.progress}
 
 
 class ProcessingResponse(Model):
@@ -478,8 +496,24 @@ class SessionStatusView(Model):
     session_id: str
     session_status: SessionStatus
     processing_status: str
+    progress: int = Field(description="per cent of the processing done")
     processing_time: int
     last_error: str | None
+
+    @classmethod
+    def of(cls, session: Session) -> SessionStatusView:
+        return cls(session_id=session.id, session_status=session.status, processing_status=session.processing_status,
+                   progress=session.progress, processing_time=session.processing_time, last_error=session.last_error)
+
+
+class Accepted(Model):
+    """The answer to a recording accepted for processing later (``Prefer: respond-async``)."""
+
+    session_id: str
+    status: SessionStatus
+    processing_status: str
+    progress: int
+    status_url: str
 
 
 class GeneratedPrompt(Model):

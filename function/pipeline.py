@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from . import frames as frames_lane
 from . import steps as steps_inference
 from .config import Config
-from .models import (FrameHint, Inspection, KeyFrame, PageHit, PointerProbe, RecordingEvidence, RecordingRequest,
-                     VideoEvidence, VideoInfo)
+from .models import (FrameHint, Inspection, KeyFrame, PageHit, PointerProbe, ProcessingPhase, RecordingEvidence,
+                     RecordingRequest, VideoEvidence, VideoInfo)
 from .urlguard import Resolver, decide, system_resolver
 from .vision import Analyser
 
@@ -96,7 +96,11 @@ def merge(first: Inspection, more: Inspection) -> Inspection:
                       snapshots=first.snapshots + more.snapshots)
 
 
-def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
+Progress = Callable[[ProcessingPhase], None]  # told when processing reaches a phase (lanes' threads call it)
+PHASES: dict[str, ProcessingPhase] = {"extract": "decoding", "vision": "reading frames", "later pages": "inspecting pages"}
+
+
+def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = None) -> RecordingEvidence:
     """Run both lanes on one recording; ``UrlNotAllowed``, ``VideoError`` or ``PipelineTimeout`` when it cannot.
 
     The video lane extracts the key frames, looks up on the live seed page what is under the pointer
@@ -118,6 +122,8 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         """Run a phase, keep when it ran (so the lanes' overlap can be seen) and log its start and end."""
         begun = time.monotonic()
         log.info("%s started", name, extra={"fields": {"phase": name, "event": "start"}})
+        if progress is not None and name in PHASES:
+            progress(PHASES[name])
         try:
             return fn(*args)
         finally:
@@ -147,6 +153,8 @@ def run(request: RecordingRequest, lanes: Lanes) -> RecordingEvidence:
         browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
         try:
             video, probes, hits, problems = video_future.result(timeout=left())
+            if progress is not None:
+                progress("inspecting pages")
             inspection = browser_future.result(timeout=left())
             extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
                      if decide(u, lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from . import prompts
@@ -22,7 +23,10 @@ from .models import (
     FlowStep,
     Frame,
     Inspection,
+    PHASE_PERCENT,
     LaneTimings,
+    PointerHint,
+    ProcessingPhase,
     RecordingEvidence,
     RecordingRequest,
     Session,
@@ -60,6 +64,10 @@ def frame_key(session_id: str, frame_id: str) -> str:
 
 def prompt_key(session_id: str) -> str:
     return f"{session_prefix(session_id)}prompt.md"
+
+
+def video_key(session_id: str, mime_type: str) -> str:
+    return f"{session_prefix(session_id)}video.{EXTENSIONS[mime_type]}"
 
 
 # --------------------------------------------------------------------------- evidence → session
@@ -102,7 +110,8 @@ def build_frames(session_id: str, evidence: RecordingEvidence) -> list[Frame]:
             id=frame_id, session_id=session_id, timestamp=key.timestamp, url=url,
             thumbnail_url=frame_path(session_id, frame_id), diff_summary=summary, aria_tree=aria_tree,
             created_at=created, change_score=key.change_score, changed_region=key.changed_region,
-            analysis=analysis,
+            analysis=analysis, pointer=PointerHint(x=key.pointer.x, y=key.pointer.y, still_ms=key.pointer_still_ms)
+            if key.pointer is not None else None,
         ))
     return out
 
@@ -167,9 +176,51 @@ class Records:
 
     # ------------------------------------------------------------------ a processed recording
 
-    def save_recording(self, request: RecordingRequest, evidence: RecordingEvidence) -> Session:
+    def accept(self, request: RecordingRequest, deadline_s: float) -> Session:
+        """Claim a session for a recording that is processed later: its ``queued`` record and its video
+        object, so that whoever processes it finds both. Nothing is left when either write fails."""
+        now = now_rfc3339()
+        deadline = (datetime.now(timezone.utc) + timedelta(seconds=deadline_s)).isoformat(timespec="milliseconds")
+        session = self._claim(lambda session_id: Session(
+            id=session_id, owner_id=request.owner_id, title=request.title, seed_url=request.seed_url,
+            notes=request.notes, agent_target=request.agent_target, created_at=now, updated_at=now,
+            file_size=request.file_size, mime_type=request.mime_type, phase="queued",
+            deadline_at=deadline.replace("+00:00", "Z")))
+        try:
+            session.objects = [video_key(session.id, request.mime_type)]
+            self.store.put_file(session.objects[0], request.video_path, request.mime_type)
+            self.sessions.put(session)
+        except BaseException:
+            self._remove_objects(session.id)
+            self._forget(session)
+            raise
+        return session
+
+    def advance(self, session: Session, phase: ProcessingPhase) -> bool:
+        """Record how far processing of an accepted recording is; False when it is no longer processing
+        (deleted meanwhile, or given up on past its deadline)."""
+        current = self.sessions.get(session.owner_id, session.id)
+        if current is None or current.status != "processing":
+            return False
+        if PHASE_PERCENT.get(current.phase or "", 0) < PHASE_PERCENT[phase]:  # phases only go forward
+            current.phase, current.updated_at = phase, now_rfc3339()
+            self.sessions.put(current)
+        return True
+
+    def fail(self, session: Session, message: str) -> None:
+        """An accepted recording that could not be processed: its objects go, its record says why."""
+        self._remove_objects(session.id)
+        current = self.sessions.get(session.owner_id, session.id)
+        if current is None:
+            return
+        current.status, current.phase, current.last_error, current.objects = "error", None, message, []
+        current.updated_at = now_rfc3339()
+        self.sessions.put(current)
+
+    def save_recording(self, request: RecordingRequest, evidence: RecordingEvidence,
+                       accepted: Session | None = None) -> Session:
         """Build the session from ``evidence``, render its prompt, claim its id with a ``processing``
-        record, store its objects, then the finished record."""
+        record (or use the one ``accept`` claimed), store its objects, then the finished record."""
         rendering: list[float] = []
 
         def make(session_id: str) -> Session:
@@ -180,10 +231,20 @@ class Records:
             rendering.append(time.monotonic() - began)
             return built
 
-        session = self._claim(make)
+        if accepted is None:
+            session = self._claim(make)
+        else:
+            session = make(accepted.id)
+            session.created_at = accepted.created_at
         store_started = time.monotonic()
         try:
-            session.objects = self._save_objects(session, request, evidence)
+            session.objects = self._save_objects(session, request, evidence, video_stored=accepted is not None)
+            if accepted is not None:
+                current = self.sessions.get(accepted.owner_id, accepted.id)
+                if current is None or current.status != "processing":  # deleted, or given up on: nothing comes back
+                    self._remove_objects(session.id)
+                    raise SessionNotFound(session.id)
+                session.title, session.notes = current.title, current.notes  # renamed meanwhile
             trim_for_record(evidence.inspection)
             finished = time.monotonic()
             grounding = evidence.spans.get("grounding", (0, 0))
@@ -197,20 +258,25 @@ class Records:
             session.processing_time = int((finished - evidence.started) * 1000)
             session.status = "complete"
             self.sessions.put(session)
+        except SessionNotFound:
+            raise
         except BaseException:
             self._remove_objects(session.id)
-            self._forget(session)
+            if accepted is None:
+                self._forget(session)
             raise
         log.info("recording processed", extra={"fields": {
             "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
             "frames": len(session.frames)}})
         return session
 
-    def _save_objects(self, session: Session, request: RecordingRequest, evidence: RecordingEvidence) -> list[str]:
+    def _save_objects(self, session: Session, request: RecordingRequest, evidence: RecordingEvidence,
+                      video_stored: bool = False) -> list[str]:
         """Write every object of the session (video, frame images, snapshots, prompt); return their keys."""
         prefix = session_prefix(session.id)
-        keys = [f"{prefix}video.{EXTENSIONS[request.mime_type]}"]
-        self.store.put_file(keys[0], request.video_path, request.mime_type)
+        keys = [video_key(session.id, request.mime_type)]
+        if not video_stored:
+            self.store.put_file(keys[0], request.video_path, request.mime_type)
         for frame, key_frame in zip(session.frames, evidence.video.key_frames):
             keys.append(frame_key(session.id, frame.id))
             self.store.put_bytes(keys[-1], key_frame.png, "image/png")
@@ -251,10 +317,23 @@ class Records:
         session = self.sessions.get(owner, session_id)
         if session is None:
             raise SessionNotFound(session_id)
-        return session
+        return self._past_deadline(session)
 
     def list(self, owner: str, limit: int | None, page_token: str | None) -> tuple[list[Session], str | None]:
-        return self.sessions.list(owner, limit, page_token)
+        items, token = self.sessions.list(owner, limit, page_token)
+        return [self._past_deadline(s) for s in items], token
+
+    def _past_deadline(self, session: Session) -> Session:
+        """An accepted recording still processing past its deadline was lost (its instance stopped):
+        it is marked ``error`` when next read, never left hanging."""
+        if session.status == "processing" and session.deadline_at and session.deadline_at < now_rfc3339():
+            session.status, session.phase = "error", None
+            session.last_error = "processing did not finish by its deadline; upload the recording again"
+            session.updated_at = now_rfc3339()
+            self._remove_objects(session.id)
+            session.objects = []
+            self.sessions.put(session)
+        return session
 
     def stats(self, owner: str) -> Stats:
         return self.sessions.stats(owner)
