@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed
 
-from . import auth, logs, upload
+from . import auth, logs, upload, web
 from .auth import FrameSigner, Unauthorized
 from .config import Config
 from .frames import VideoError
@@ -52,7 +52,9 @@ BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})  # the methods whose bodies a
 DRAIN_LIMIT = 128 * 1024 * 1024  # unread body we still read (and drop) so the client sees our answer
 EARLY_DRAIN_LIMIT = 1024 * 1024  # the same, for a body refused before any of it was read (429, 401, 415)
 RETRY_AFTER_S = 5
-PUBLIC_ENDPOINTS = {"health", "get_frame"}  # no Bearer token needed (a frame checks its signature itself)
+# No Bearer token needed: health, a frame (it checks its signature itself), the web page and its files
+# (they hold no data; the page asks for the key and sends it with its API calls).
+PUBLIC_ENDPOINTS = {"health", "get_frame", "index", "static"}
 
 Process = Callable[[RecordingRequest], Session]  # run the pipeline on a recording and store the session
 
@@ -88,13 +90,14 @@ api = Blueprint("scope", __name__)
 
 def create_app(config: Config, records: Records, process: Process, accept: Accept | None = None) -> Flask:
     """The service as a Flask app: the blueprint at ``/`` and at ``/api``, and its web page at ``/``."""
-    app = Flask("scope")
+    app = Flask("scope", static_folder=None)
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/sessions//x" is no route (404), not a redirect to guess at
     app.extensions["scope"] = Scope(config, records, process, accept, FrameSigner(config.signing_secret),
                                     Slots(config.max_inflight, owners=len(set(config.api_keys.values()))))
     app.register_blueprint(api)
     app.register_blueprint(api, url_prefix="/api", name="api")
+    app.register_blueprint(web.page)
     return app
 
 

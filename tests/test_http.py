@@ -82,10 +82,11 @@ def test_patch_obeys_the_uploads_text_rules(tmp_path: Path) -> None:
     assert client.post("/sessions", json={"title": "a\u2028b\nc"}).get_json()["code"] == "INVALID_FIELD"
 
 
-@pytest.mark.parametrize("path", ["/sessions//x", "/api/sessions//x", "/sessions//frames/x", "//sessions"])
+@pytest.mark.parametrize("path", ["/sessions//x", "/api/sessions//x", "/sessions//frames/x", "/api//sessions"])
 def test_empty_path_segments_are_no_route(tmp_path: Path, path: str) -> None:
     """Not a redirect to a guessed path, not a 500: the contract's 404 in JSON."""
-    response = client_for(tmp_path, lambda request: None).get(path)
+    # PATH_INFO as a server hands it over (the test client would read "//sessions" as a host)
+    response = client_for(tmp_path, lambda request: None).get("/", environ_overrides={"PATH_INFO": path})
     assert response.status_code == 404 and response.json["code"] == "NOT_FOUND"
 
 

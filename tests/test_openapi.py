@@ -25,9 +25,11 @@ def test_every_route_is_documented() -> None:
                   if method in {"get", "post", "patch", "delete"}}
     served = set()
     app = create_app(Config(), None, None)  # type: ignore[arg-type] - only its routes are read
+    page_routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("web.")}
+    assert page_routes == {"/", "/ui/<path:filename>"}  # the web page, beside the API's routes, never on them
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("api.") or rule.endpoint == "static":
-            continue  # the same routes under /api
+        if rule.endpoint.startswith(("api.", "web.")):
+            continue  # the same routes under /api; the web page
         path = re.sub(r"<(\w+)>", lambda m: "{" + {"session_id": "sessionId", "frame_id": "frameId"}[m.group(1)] + "}",
                       rule.rule)
         served |= {(path, m) for m in rule.methods if m in {"GET", "POST", "PATCH", "DELETE"}}
