@@ -14,6 +14,7 @@ from .aria import BrowserSettings, Inspector
 from .config import Config
 from .http import create_app
 from .jobs import Jobs
+from .tasks import JobSigner, JobTicket, TaskQueue
 from .models import RecordingRequest, Session
 from .records import Pricing, Records
 from .sessions import open_sessions
@@ -55,7 +56,12 @@ class Service:
     jobs: Jobs = field(init=False)  # the workers for recordings accepted with ``Prefer: respond-async``
 
     def __post_init__(self) -> None:
-        self.jobs = Jobs(self.records, self.process_accepted, self.config.max_inflight, self.config.deadline_s)
+        config = self.config
+        queue = None
+        if config.tasks_queue and config.service_url:
+            queue = TaskQueue(config.tasks_queue, config.service_url, JobSigner(config.signing_secret),
+                              config.deadline_s + 60, config.tasks_emulator_host, config.tasks_invoker)
+        self.jobs = Jobs(self.records, self.process_accepted, config.max_inflight, config.deadline_s, queue)
 
     def process(self, request: RecordingRequest) -> Session:
         """Run the pipeline on one recording and store its session."""
@@ -73,6 +79,10 @@ class Service:
         pipeline.check_seed_url(request.seed_url, self.lanes)
         return self.jobs.submit(request, done)
 
+    def run_job(self, ticket: JobTicket) -> Session | None:
+        """A task's callback: process the accepted session it names, from its stored video."""
+        return self.jobs.run_stored(ticket)
+
 
 def build(config: Config) -> Service:
     configure_process()
@@ -83,7 +93,7 @@ def build(config: Config) -> Service:
 
 def build_app(config: Config) -> Flask:
     service = build(config)
-    return create_app(config, service.records, service.process, service.accept)
+    return create_app(config, service.records, service.process, service.accept, service.run_job)
 
 
 def configure_process() -> None:

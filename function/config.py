@@ -7,6 +7,7 @@ Nothing else in the package reads ``os.environ``: the settings travel down as a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -89,6 +90,10 @@ class Config:
     body_idle_s: float = 20.0  # a request body that sends nothing for this long is cut off (408)
     body_min_rate: int = 16 * 1024  # bytes/s a body must average once BODY_GRACE_S have passed
     retention_days: int = 0  # Firestore records carry expireAt this long after creation (0: no TTL)
+    tasks_queue: str | None = None  # projects/P/locations/L/queues/Q: accepted recordings go through Cloud Tasks
+    service_url: str | None = None  # this service's own URL, which the queue's tasks call back
+    tasks_emulator_host: str | None = None  # host:port of a stand-in for the Cloud Tasks API
+    tasks_invoker: str | None = None  # service account whose OIDC token the tasks carry (Cloud Run checks invokers)
 
     @property
     def auth_enabled(self) -> bool:
@@ -107,6 +112,13 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     bucket = env.get("SCOPE_BUCKET") or None
     if storage == "gcs" and not bucket:
         raise ConfigError("SCOPE_STORAGE=gcs needs SCOPE_BUCKET")
+    tasks_queue = env.get("SCOPE_TASKS_QUEUE", "").strip() or None
+    service_url = env.get("SCOPE_SERVICE_URL", "").strip().rstrip("/") or None
+    if tasks_queue and not re.fullmatch(r"projects/[^/]+/locations/[^/]+/queues/[^/]+", tasks_queue):
+        raise ConfigError("SCOPE_TASKS_QUEUE must be projects/PROJECT/locations/REGION/queues/QUEUE")
+    if tasks_queue and not (service_url and env.get("SCOPE_SIGNING_SECRET")):
+        raise ConfigError("SCOPE_TASKS_QUEUE needs SCOPE_SERVICE_URL (where its tasks call back) and "
+                          "SCOPE_SIGNING_SECRET (shared by every instance, to check the callbacks)")
     return Config(
         port=int(_number(env, "PORT", 8080)),
         storage=storage,
@@ -141,4 +153,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         body_idle_s=max(0.5, _number(env, "SCOPE_BODY_IDLE_S", 20.0)),
         body_min_rate=max(0, int(_number(env, "SCOPE_BODY_MIN_RATE", 16 * 1024))),
         retention_days=max(0, int(_number(env, "SCOPE_RETENTION_DAYS", 0))),
+        tasks_queue=tasks_queue,
+        service_url=service_url,
+        tasks_emulator_host=env.get("CLOUD_TASKS_EMULATOR_HOST", "").strip() or None,
+        tasks_invoker=env.get("SCOPE_TASKS_INVOKER", "").strip() or None,
     )

@@ -44,6 +44,7 @@ from .pipeline import PipelineTimeout, UrlNotAllowed
 from .records import Records, SessionNotFound
 from .sessions import BadPageToken, SessionsUnavailable
 from .storage import ObjectNotFound, StorageUnavailable
+from .tasks import JOB_HEADER, JobSigner, JobTicket, QueueUnavailable
 
 log = logging.getLogger("scope.http")
 
@@ -54,9 +55,12 @@ EARLY_DRAIN_LIMIT = 1024 * 1024  # the same, for a body refused before any of it
 RETRY_AFTER_S = 5
 # No Bearer token needed: health, a frame (it checks its signature itself), the web page and its files
 # (they hold no data; the page asks for the key and sends it with its API calls).
-PUBLIC_ENDPOINTS = {"health", "get_frame", "index", "static"}
+# A task's callback checks its own signed ticket.
+PUBLIC_ENDPOINTS = {"health", "get_frame", "index", "static", "run_job"}
 
 Process = Callable[[RecordingRequest], Session]  # run the pipeline on a recording and store the session
+Accept = Callable[[RecordingRequest, Callable[[], None]], Session]  # claim it now, process it later, then call back
+RunJob = Callable[[JobTicket], "Session | None"]  # a task's callback: process the accepted session it names
 
 
 class ApiError(Exception):
@@ -77,6 +81,8 @@ class Scope:
     records: Records
     process: Process
     accept: Accept | None
+    run_job: RunJob | None  # set when accepted recordings go through a task queue
+    job_signer: JobSigner | None
     signer: FrameSigner
     slots: Slots
 
@@ -88,12 +94,16 @@ def _scope() -> Scope:
 api = Blueprint("scope", __name__)
 
 
-def create_app(config: Config, records: Records, process: Process, accept: Accept | None = None) -> Flask:
+def create_app(config: Config, records: Records, process: Process, accept: Accept | None = None,
+               run_job: RunJob | None = None) -> Flask:
     """The service as a Flask app: the blueprint at ``/`` and at ``/api``, and its web page at ``/``."""
     app = Flask("scope", static_folder=None)
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/sessions//x" is no route (404), not a redirect to guess at
-    app.extensions["scope"] = Scope(config, records, process, accept, FrameSigner(config.signing_secret),
+    queued = run_job is not None and config.tasks_queue is not None
+    app.extensions["scope"] = Scope(config, records, process, accept, run_job if queued else None,
+                                    JobSigner(config.signing_secret) if queued else None,
+                                    FrameSigner(config.signing_secret),
                                     Slots(config.max_inflight, owners=len(set(config.api_keys.values()))))
     app.register_blueprint(api)
     app.register_blueprint(api, url_prefix="/api", name="api")
@@ -246,6 +256,7 @@ def _timeout(exc: PipelineTimeout) -> Response:
 
 @api.app_errorhandler(StorageUnavailable)
 @api.app_errorhandler(SessionsUnavailable)
+@api.app_errorhandler(QueueUnavailable)
 @api.app_errorhandler(upload.DiskFull)
 def _unavailable(exc: Exception) -> Response:
     log.warning("store unavailable: %s", exc)
@@ -377,6 +388,27 @@ def _prefers_async() -> bool:
     """``Prefer: respond-async`` (RFC 7240): answer 202 at once and process in the background."""
     preferences = ",".join(request.headers.getlist("Prefer")).lower()
     return any(p.split(";")[0].strip() == "respond-async" for p in preferences.split(","))
+
+
+@api.post("/jobs/<session_id>")
+def run_job(session_id: str) -> Response:
+    """A task queue's callback: process the accepted session it names, inside this request (which keeps
+    the instance alive). 2xx ends the task; 429 and 503 have the queue retry it later."""
+    scope = _scope()
+    if scope.run_job is None or scope.job_signer is None:
+        raise ApiError(404, "NOT_FOUND", f"no route {request.method} {request.path}")
+    ticket = scope.job_signer.ticket(request.headers.get(JOB_HEADER, ""), session_id)
+    if ticket is None:
+        raise Unauthorized(f"a valid {JOB_HEADER} header is required")
+    if not scope.slots.try_take(ticket.owner_id):
+        raise ApiError(429, "BUSY", "the instance is at its limit of recordings in flight, retry later",
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
+    try:
+        session = scope.run_job(ticket)
+    finally:
+        scope.slots.give_back(ticket.owner_id)
+    return json_response({"sessionId": session_id, "status": session.status if session else "deleted",
+                          "lastError": session.last_error if session else None})
 
 
 @api.get("/sessions")

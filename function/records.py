@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -261,9 +262,11 @@ class Records:
         except SessionNotFound:
             raise
         except BaseException:
-            self._remove_objects(session.id)
             if accepted is None:
+                self._remove_objects(session.id)
                 self._forget(session)
+            else:
+                self._remove_results(session.id)  # the accepted video stays: a retry starts from it
             raise
         log.info("recording processed", extra={"fields": {
             "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
@@ -304,6 +307,25 @@ class Records:
             self.sessions.delete(session.owner_id, session.id)
         except Exception:  # noqa: BLE001 - the original failure is the one to report
             log.exception("could not remove the record of %s", session.id)
+
+    def _remove_results(self, session_id: str) -> None:
+        """Everything processing wrote for a session, but not its video."""
+        prefix = session_prefix(session_id)
+        try:
+            for part in ("frames/", "snapshots/", "screenshots/"):
+                self.store.delete_prefix(prefix + part)
+            self.store.delete_prefix(prompt_key(session_id))
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            log.exception("could not remove the results of %s", session_id)
+
+    def fetch_video(self, session: Session, path: Path) -> None:
+        """The accepted recording's video, copied to ``path`` (``ObjectNotFound`` when it is gone)."""
+        self.store.get_file(video_key(session.id, session.mime_type), path)
+
+    def discard(self, session: Session) -> None:
+        """Undo ``accept``: nothing of the session is left."""
+        self._remove_objects(session.id)
+        self._forget(session)
 
     def _remove_objects(self, session_id: str) -> None:
         try:

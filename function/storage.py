@@ -31,6 +31,9 @@ class BlobStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes: ...
 
+    def get_file(self, key: str, path: Path) -> None:
+        """Copy an object into the file ``path`` (a video: never whole in memory)."""
+
     def delete_prefix(self, prefix: str) -> None: ...
 
     def check(self) -> None:
@@ -113,6 +116,14 @@ class LocalStore:
         except OSError as exc:
             raise StorageUnavailable(f"local store: {exc.strerror or exc}") from exc
 
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"local store: {exc.strerror or exc}") from exc
+
     def delete_prefix(self, prefix: str) -> None:
         target = self._path(prefix.rstrip("/"))
         try:
@@ -179,6 +190,10 @@ class GcsStore:
 
     def get_bytes(self, key: str) -> bytes:
         return self._call(key, self._bucket.blob(_safe_key(key)).download_as_bytes)
+
+    def get_file(self, key: str, path: Path) -> None:
+        blob = self._bucket.blob(_safe_key(key), chunk_size=self.CHUNK)
+        self._call(key, blob.download_to_filename, str(path))
 
     def delete_prefix(self, prefix: str) -> None:
         blobs = self._call(prefix, lambda **kw: list(self._client.list_blobs(self._bucket, prefix=prefix, **kw)))

@@ -25,6 +25,7 @@ locals {
   apis = [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    "cloudtasks.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "run.googleapis.com",
@@ -36,6 +37,13 @@ locals {
     api_keys          = "SCOPE_API_KEYS"
     signing_secret    = "SCOPE_SIGNING_SECRET"
   }
+}
+
+data "google_project" "current" {}
+
+locals {
+  # Cloud Run's deterministic URL: known before the service exists, so its tasks can call it back.
+  service_url = "https://${var.service}-${data.google_project.current.number}.${var.region}.run.app"
 }
 
 resource "google_project_service" "apis" {
@@ -150,6 +158,52 @@ resource "google_secret_manager_secret_iam_member" "scope" {
   member    = "serviceAccount:${google_service_account.scope.email}"
 }
 
+# Recordings accepted with `Prefer: respond-async` become tasks here; each calls the service back
+# (POST /jobs/{id}), so processing survives the instance that accepted the upload. A full instance
+# answers 429 and a store outage 503: the queue retries for up to 15 minutes (the service marks a
+# recording lost 20 minutes after its own deadline).
+resource "google_cloud_tasks_queue" "recordings" {
+  name     = "${var.service}-recordings"
+  location = var.region
+
+  rate_limits {
+    max_concurrent_dispatches = var.max_instances * var.pipelines_per_instance
+    max_dispatches_per_second = 5
+  }
+  retry_config {
+    max_attempts       = 20
+    max_retry_duration = "900s"
+    min_backoff        = "10s"
+    max_backoff        = "120s"
+    max_doublings      = 3
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_tasks_queue_iam_member" "scope_enqueues" {
+  name     = google_cloud_tasks_queue.recordings.name
+  location = var.region
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.scope.email}"
+}
+
+# Only when Cloud Run checks invokers (var.public = false): the tasks carry an OIDC token of the
+# service's account, which may then invoke the service and must be allowed to act as itself.
+resource "google_cloud_run_v2_service_iam_member" "tasks_invoke" {
+  count    = var.public ? 0 : 1
+  name     = google_cloud_run_v2_service.scope.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scope.email}"
+}
+
+resource "google_service_account_iam_member" "tasks_act_as" {
+  count              = var.public ? 0 : 1
+  service_account_id = google_service_account.scope.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.scope.email}"
+}
+
 resource "google_cloud_run_v2_service" "scope" {
   name                = var.service
   location            = var.region
@@ -189,7 +243,8 @@ resource "google_cloud_run_v2_service" "scope" {
           memory = "4Gi"
         }
         startup_cpu_boost = true
-        # Request-based billing: all work happens inside a request (the pipeline is synchronous).
+        # Request-based billing: all work happens inside a request (the upload's, or the callback
+        # of the task an accepted upload became).
         cpu_idle = true
       }
 
@@ -234,6 +289,18 @@ resource "google_cloud_run_v2_service" "scope" {
       env {
         name  = "SCOPE_RETENTION_DAYS"
         value = tostring(var.retention_days)
+      }
+      env {
+        name  = "SCOPE_TASKS_QUEUE"
+        value = google_cloud_tasks_queue.recordings.id
+      }
+      env {
+        name  = "SCOPE_SERVICE_URL"
+        value = local.service_url
+      }
+      env {
+        name  = "SCOPE_TASKS_INVOKER"
+        value = var.public ? "" : google_service_account.scope.email
       }
 
       dynamic "env" {

@@ -329,10 +329,15 @@ def serve_sh(root: Path, on_start: Callable[[subprocess.Popen], None] | None = N
 
 
 class RunningService:
-    def __init__(self, root: Path, env: dict[str, str], max_file_bytes: int | None = None) -> None:
-        self.port = free_port()
+    """The service under functions-framework. ``port``: a port chosen by the caller (one a stopped
+    service used, to start its successor at the same address); ``SCOPE_DATA_DIR`` in ``env``: a data
+    folder shared with another service."""
+
+    def __init__(self, root: Path, env: dict[str, str], max_file_bytes: int | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = root / "data"
+        self.data_dir = Path(env.get("SCOPE_DATA_DIR") or root / "data")
         self.tmp_dir = root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "service.log"
@@ -407,8 +412,8 @@ class RunningService:
 def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningService]]:
     started: list[RunningService] = []
 
-    def start(max_file_bytes: int | None = None, **env: str) -> RunningService:
-        service = RunningService(tmp_path_factory.mktemp("service"), env, max_file_bytes)
+    def start(max_file_bytes: int | None = None, port: int | None = None, **env: str) -> RunningService:
+        service = RunningService(tmp_path_factory.mktemp("service"), env, max_file_bytes, port)
         started.append(service)
         return service
 

@@ -106,10 +106,17 @@ def test_the_service_account_gets_the_least_it_needs(terraform: dict[str, Any]) 
         ("google_storage_bucket_iam_member", "roles/storage.objectAdmin"),  # its own bucket only
         ("google_project_iam_member", "roles/datastore.user"),
         ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),  # its own secrets
+        ("google_cloud_tasks_queue_iam_member", "roles/cloudtasks.enqueuer"),  # its own queue
+        ("google_cloud_run_v2_service_iam_member", "roles/run.invoker"),  # its own service, its tasks' callbacks
+        ("google_service_account_iam_member", "roles/iam.serviceAccountUser"),  # on itself, for the tasks' token
     }
     assert r["google_storage_bucket_iam_member.scope_objects"]["bucket"] == "${google_storage_bucket.objects.name}"
-    assert "google_service_account_iam_member" not in {k.split(".")[0] for k, v in r.items()
-                                                      if v.get("member") == scope}  # signs nothing
+    assert r["google_cloud_tasks_queue_iam_member.scope_enqueues"]["name"] == "${google_cloud_tasks_queue.recordings.name}"
+    # Invoking and acting as itself only where Cloud Run checks invokers (the tasks then carry its OIDC token).
+    for name in ("google_cloud_run_v2_service_iam_member.tasks_invoke", "google_service_account_iam_member.tasks_act_as"):
+        assert r[name]["count"] == "${var.public ? 0 : 1}"
+    assert r["google_service_account_iam_member.tasks_act_as"]["service_account_id"] == \
+        "${google_service_account.scope.name}"  # itself, no other account
 
 
 def test_cloud_run_serves_http2_with_chromium_sized_resources(terraform: dict[str, Any]) -> None:
@@ -129,6 +136,11 @@ def test_cloud_run_serves_http2_with_chromium_sized_resources(terraform: dict[st
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["SCOPE_STORAGE"] == "gcs" and env["SCOPE_SESSIONS"] == "firestore"
     assert env["SCOPE_MAX_INFLIGHT"] == "${tostring(var.pipelines_per_instance)}"
+    # Accepted recordings go through the queue, which calls the service's own (deterministic) URL back.
+    assert env["SCOPE_TASKS_QUEUE"] == "${google_cloud_tasks_queue.recordings.id}"
+    assert env["SCOPE_SERVICE_URL"] == "${local.service_url}"
+    queue = terraform["resources"]["google_cloud_tasks_queue.recordings"]
+    assert queue["retry_config"][0]["max_retry_duration"] == "900s"  # the service's QUEUE_GRACE_S allows for it
     secret_env = container["dynamic"][0]["env"]["content"][0]
     assert secret_env["value_source"][0]["secret_key_ref"][0]["version"] == "latest"
     variables = terraform["variables"]
