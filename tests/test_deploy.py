@@ -7,6 +7,7 @@ import json
 import threading
 import signal
 import os
+import re
 import subprocess
 import sys
 import time
@@ -158,6 +159,13 @@ def test_dockerfile_lint() -> None:
     assert 'CMD ["scripts/serve.sh"]' in dockerfile and 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
     assert "--graceful-timeout 8 " in (REPO / "scripts" / "serve.sh").read_text()  # under Cloud Run's 10 s
     assert "ANTHROPIC" not in dockerfile  # no secrets in layers
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?$", dockerfile, re.M)
+    assert stages == [("python:3.11-slim-bookworm", "runtime"), ("runtime", "test"), ("runtime", "")]
+    test_stage = dockerfile.split("AS test", 1)[1].split("\nFROM ", 1)[0]
+    assert "google-cloud-cli-firestore-emulator" in test_stage and "pytest -q tests" in test_stage
+    assert "\nUSER 10001\n" in test_stage  # the suite runs as the service does
+    ignored = (REPO / ".dockerignore").read_text()
+    assert "!tests/" in ignored and "!requirements-dev.txt" in ignored  # the test stage has what the suite reads
 
 
 def test_cloudbuild_schema_and_step_order() -> None:
@@ -165,8 +173,11 @@ def test_cloudbuild_schema_and_step_order() -> None:
                              str(REPO / "cloudbuild.yaml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
-    assert [s["id"] for s in build["steps"]] == ["test", "build", "push"]  # Terraform deploys: one source of truth
-    assert "make test" in build["steps"][0]["args"][-1]
+    # Terraform deploys (one source of truth); the suite runs in the image that ships, before it is pushed.
+    assert [s["id"] for s in build["steps"]] == ["test-image", "test", "build", "push"]
+    test_image, test, image = build["steps"][:3]
+    assert test_image["args"][:3] == ["build", "--target", "test"] and image["args"][:3] == ["build", "--target", "runtime"]
+    assert test["args"][0] == "run" and test["args"][-1] == test_image["args"][4]
     assert build["images"] == ["${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/${_SERVICE}:${_TAG}"]
     assert {"_REGION", "_SERVICE", "_REPOSITORY", "_TAG"} <= set(build["substitutions"])
 
