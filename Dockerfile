@@ -22,9 +22,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt .
-# Playwright's own Chromium and the system libraries it needs, at build time.
+# Playwright's own Chromium, only its headless shell (all the service launches), and the system
+# libraries it needs, at build time.
 RUN pip install --no-cache-dir -r requirements.txt \
- && python -m playwright install --with-deps chromium \
+ && python -m playwright install --with-deps --only-shell chromium \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 scope
 
@@ -55,8 +56,8 @@ COPY requirements-dev.txt .
 RUN pip install --no-cache-dir -r requirements-dev.txt
 COPY --chown=10001 . .
 USER 10001
-# The tests start Playwright's Chromium (the one the service uses) for their own recordings too.
-CMD ["bash", "-c", "SCOPE_CHROMIUM_PATH=$(python -c 'from playwright.sync_api import sync_playwright as s; p = s().start(); print(p.chromium.executable_path); p.stop()') exec python -m pytest -q tests"]
+# The tests start Playwright's headless shell (the browser the service uses) for their own recordings too.
+CMD ["bash", "-c", "SCOPE_CHROMIUM_PATH=$(find \"$PLAYWRIGHT_BROWSERS_PATH\" -type f -name '*headless*shell' | head -n 1) exec python -m pytest -q tests"]
 
 # The image that ships (the last stage: what a plain `docker build .` makes).
 FROM runtime

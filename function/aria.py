@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Coroutine, Mapping
 from urllib.parse import urlsplit
 
@@ -444,8 +445,13 @@ class Inspector:
 
 
 def _playwright_browser_present(playwright: Any) -> bool:
-    """Is Playwright's own Chromium installed (the container image), or must we use the system's?"""
+    """Is Playwright's own Chromium installed, or must we use the system's? The container image holds
+    only its headless shell (what a headless launch runs), not the full browser."""
     try:
-        return os.path.exists(playwright.chromium.executable_path)
+        full = Path(playwright.chromium.executable_path)
     except Exception:  # noqa: BLE001 - no browser registry at all
         return False
+    if full.exists():
+        return True
+    registry = full.parents[2] if len(full.parents) > 2 else None  # .../ms-playwright/chromium-N/chrome-linux/chrome
+    return registry is not None and any(registry.glob("chromium_headless_shell-*/*/*headless*shell"))

@@ -256,3 +256,24 @@ def test_the_browser_holds_none_of_the_services_secrets(pages: PageServer, monke
     for environment in environments:
         for name, value in secrets.items():
             assert name.encode() not in environment and value.encode() not in environment
+
+
+def test_playwrights_headless_shell_alone_counts_as_its_browser(tmp_path: Path) -> None:
+    """The image installs only the headless shell: the service must launch it, not look for a system Chromium."""
+    from types import SimpleNamespace
+
+    from function.aria import _playwright_browser_present
+
+    full = tmp_path / "ms-playwright" / "chromium-1200" / "chrome-linux" / "chrome"
+    registry = SimpleNamespace(chromium=SimpleNamespace(executable_path=str(full)))
+    assert _playwright_browser_present(registry) is False  # nothing installed: the system's Chromium
+    for shell in ("chromium_headless_shell-1200/chrome-linux/headless_shell",
+                  "chromium_headless_shell-1201/chrome-headless-shell-linux64/chrome-headless-shell"):
+        path = tmp_path / "ms-playwright" / shell
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        assert _playwright_browser_present(registry) is True
+        path.unlink()
+    full.parent.mkdir(parents=True)
+    full.write_bytes(b"")
+    assert _playwright_browser_present(registry) is True

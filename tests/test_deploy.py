@@ -155,7 +155,7 @@ def test_dockerfile_lint() -> None:
                             cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "playwright install --with-deps chromium" in dockerfile and "USER 10001" in dockerfile
+    assert "playwright install --with-deps --only-shell chromium" in dockerfile and "USER 10001" in dockerfile
     assert 'CMD ["scripts/serve.sh"]' in dockerfile and 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
     assert "--graceful-timeout 8 " in (REPO / "scripts" / "serve.sh").read_text()  # under Cloud Run's 10 s
     assert "ANTHROPIC" not in dockerfile  # no secrets in layers

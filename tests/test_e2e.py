@@ -114,7 +114,7 @@ def test_recording_to_prompt_and_the_sessions_api(open_service: RunningService, 
     listing = requests.get(svc.url + "/api/sessions").json()
     assert [s["id"] for s in listing][:1] == [sid] and isinstance(listing[0]["frames"], list)
     status = requests.get(f"{svc.url}/sessions/{sid}/status").json()
-    assert status == {"sessionId": sid, "sessionStatus": "complete", "processingStatus": "complete",
+    assert status == {"sessionId": sid, "sessionStatus": "complete", "processingStatus": "complete", "progress": 100,
                       "processingTime": body["processingMs"], "lastError": None}
     markdown = requests.get(f"{svc.url}/sessions/{sid}/prompt")
     assert markdown.headers["Content-Type"].startswith("text/markdown") and markdown.text == prompt
