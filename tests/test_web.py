@@ -217,9 +217,23 @@ def test_with_auth_the_page_asks_for_the_key_once_and_never_loops(browser: Brows
     page.screenshot(path=str(SHOTS / "session-auth.png"), full_page=True)
     page.reload()  # the key is kept for the tab
     expect(page.get_by_role("heading", level=1)).to_have_text("Behind a key")
+    page.get_by_role("link", name="All sessions").click()  # an upload through the page sends the key too
+    page.get_by_label("Screen recording").set_input_files(str(small_video))
+    page.get_by_label("Title").fill("Uploaded behind a key")
+    page.get_by_label("URL where the flow starts").fill(pages.url + "/")
+    page.get_by_role("button", name="Upload and process").click()
+    page.wait_for_url(re.compile(r"#/sessions/sess_[A-Z0-9]{8}$"), timeout=120_000)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Uploaded behind a key")
+    uploaded = page.url.rsplit("/", 1)[-1]
+    owned = requests.get(f"{locked_service.url}/sessions/{uploaded}", headers={"Authorization": f"Bearer {KEY}"},
+                         timeout=30)
+    assert owned.status_code == 200 and owned.json()["status"] == "complete"
+    page.get_by_role("link", name="All sessions").click()
+    expect(page.get_by_role("link", name="Behind a key")).to_be_visible()
     page.get_by_role("button", name="Forget key").click()
     expect(page.get_by_role("heading", name="API key")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('scope-key')") is None
-    assert requests.delete(f"{locked_service.url}/sessions/{session_id}", headers={"Authorization": f"Bearer {KEY}"},
-                           timeout=30).status_code == 204
+    for sid in (session_id, uploaded):
+        assert requests.delete(f"{locked_service.url}/sessions/{sid}", headers={"Authorization": f"Bearer {KEY}"},
+                               timeout=30).status_code == 204
     assert page.problems == [] or all("401" in p for p in page.problems)  # type: ignore[attr-defined]
