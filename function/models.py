@@ -227,6 +227,7 @@ class FrameAnalysis(Model):
     elements: list[AriaNode] = Field(default_factory=list, exclude=True)
     url: str | None = Field(default=None, exclude=True)
     screen_text: list[TextBox] = Field(default_factory=list, exclude=True)
+    browser_rows: int | None = Field(default=None, exclude=True)  # px of the browser's own rows at the top, if shown
 
 
 class FlowStep(Model):

@@ -50,6 +50,8 @@ DEPART_MS = 1500  # the pointer's first departure this soon after a change is fr
 REST_BEFORE_MS = 1000  # a pointer that came to rest this shortly before a change elsewhere clicked it
 SCROLL_MIN_PX = 20
 LABEL_REACH_PX = 220  # how far along its line a text may be from the pointer to name what it is on
+TAB_STRIP = 0.4  # of the browser's own rows: the tab strip above, the address bar's row below
+ADDRESS_BAR = StepTarget(role="textbox", name="Address and search bar")  # the browser's own, as Chrome names it
 
 
 def _centre_y(region: Region) -> float:
@@ -157,6 +159,7 @@ class _Builder:
         self.typing: Step | None = None  # the typing step still open, and the line it is on
         self.typing_line: Region | None = None
         self.clicked: PointerAt | None = None  # where the last click was, while nothing else happened
+        self.address: Step | None = None  # the user is in the browser's address bar: going into it, typing
 
     def add(self, frame_index: int, started: int, ended: int, action: str, description: str, confidence: float,
             source: str, target: StepTarget | None = None, value: str | None = None,
@@ -302,6 +305,30 @@ def infer(frames: list[KeyFrame], analyses: list[FrameAnalysis], hits: list[Page
         new_text = appeared(before, after)
         caret_on_line = (frame.caret is not None and frame.started - frame.caret_ms <= CARET_MEMORY_MS
                          and _same_line(frame.caret, region))
+
+        if _in_address_bar(region, analysis.browser_rows) and not new_url:
+            out.close_typing()
+            if out.address is None:
+                out.address = out.add(index, frame.started, frame.timestamp, "click",
+                                      "Went into the browser's address bar (a click or Ctrl+L).", 0.45, "screen",
+                                      target=ADDRESS_BAR, url=url)
+            elif out.address.action == "click":
+                out.address = out.add(index, frame.started, frame.timestamp, "type",
+                                      "Typed into the browser's address bar.", 0.5, "keyboard+screen",
+                                      target=ADDRESS_BAR, url=url)
+            else:
+                out.address.end_timestamp, out.address.frame_index = frame.timestamp, index
+            continue
+        if out.address is not None:
+            typed_address, out.address = out.address, None
+            if new_url:  # Enter in the address bar: the browser went where was typed
+                if typed_address.action == "type":
+                    typed_address.value = new_url
+                    typed_address.description = f"Typed {new_url} into the browser's address bar."
+                out.add(index, frame.started, frame.timestamp, "navigate",
+                        f"Pressed Enter in the address bar; the browser went to {new_url}.", 0.7, "keyboard+screen",
+                        target=ADDRESS_BAR, value=new_url, url=new_url)
+                continue
 
         if abs(frame.scroll_dy) >= SCROLL_MIN_PX:
             out.close_typing()
@@ -461,6 +488,12 @@ def _whole_value(typing: Step, shown: list[str]) -> None:
     if shown and _shares_word(shown[0], typed):
         typing.value = shown[0]
         typing.description = f"Typed {_quote(shown[0])} into the field."
+
+
+def _in_address_bar(region: Region, browser_rows: int | None) -> bool:
+    """Does the change begin in the row of the browser's address bar (below its tab strip)? Typing there
+    may drop a list of suggestions over the page, so the change may reach below the browser's rows."""
+    return browser_rows is not None and TAB_STRIP * browser_rows <= region.y < browser_rows
 
 
 def _union(a: Region, b: Region) -> Region:

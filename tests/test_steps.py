@@ -131,6 +131,30 @@ def test_after_enter_the_value_is_the_whole_text_the_app_shows() -> None:
     assert found[0].value == "Book flights to Lisbon and hotel" and found[1].value == "Enter"
 
 
+def test_typing_a_url_into_the_browsers_address_bar_then_enter_is_a_navigation() -> None:
+    rows = 87  # a window capture: tab strip, then the address bar's row, then the page
+    page = line("All  Active  Completed", 500, 400, gap=40)
+
+    def seen_in_window(*lines: TextBox, url: str) -> FrameAnalysis:
+        return FrameAnalysis(description="", provider="test", screen_text=list(lines), url=url, browser_rows=rows)
+
+    frames = [frame(0, 0, None),
+              frame(1, 25500, box(120, 44, 1076, 38)),  # the address bar is focused, its URL selected
+              frame(2, 26200, box(112, 44, 1090, 142)),  # typing: suggestions drop over the page
+              frame(3, 28300, box(112, 54, 1090, 552)),  # Enter: the page changes with the address
+              frame(4, 29000, box(300, 8, 200, 24))]  # the tab's title changes: not the address bar
+    home, done = "http://127.0.0.1:8765/#/", "http://127.0.0.1:8765/#/completed"
+    analyses = [seen_in_window(page, url=home)] * 3 + [seen_in_window(page, url=done)] * 2
+    found = infer(frames, analyses)
+    assert [s.action for s in found[:3]] == ["click", "type", "navigate"]
+    assert all(s.target is not None and s.target.name == "Address and search bar" for s in found[:3])
+    assert found[1].value == done and found[2].value == done and done in found[2].description
+    assert len(found) == 4 and (found[3].target is None or found[3].target.name != "Address and search bar")
+    tab_capture = infer(frames, [FrameAnalysis(description="", provider="test", screen_text=[page], url=a.url)
+                                 for a in analyses])
+    assert not any(s.target is not None and s.target.name == "Address and search bar" for s in tab_capture)
+
+
 def test_scrolling_is_a_scroll_with_its_direction() -> None:
     frames = [frame(0, 0, None), frame(1, 2500, box(300, 0, 900, 720), started=1000, scroll_dy=-320),
               frame(2, 5000, box(300, 0, 900, 720), started=4000, scroll_dy=200)]
@@ -183,7 +207,7 @@ def score_module(recordings: Path):  # noqa: ANN201 - the fixture's own scorer
 
 
 @pytest.mark.parametrize("name,floor", [("todomvc_basic_1280_vp9.webm", 0.9), ("todomvc_hires_1920_h264.mp4", 0.8),
-                                       ("todomvc_edit_1280_h264.mp4", 0.85)])
+                                       ("todomvc_edit_1280_h264.mp4", 0.85), ("todomvc_browser_1280_vp9.webm", 1.0)])
 def test_steps_name_what_the_user_did_on_real_recordings(recordings: Path, name: str, floor: float) -> None:
     key_frames, _, _ = extract(recordings / name)
     analyses = Vision(LocalProvider()).analyze(key_frames).analyses

@@ -131,8 +131,10 @@ def test_the_tool_schema_is_the_model_that_reads_the_answer() -> None:
     frame = schema["properties"]["frames"]["items"]
     assert set(frame["required"]) == {"index", "description", "visibleText", "anomalies", "elements"}
     assert set(frame["properties"]) == {f.alias for f in ReportedFrame.model_fields.values()}
-    # Every field of FrameAnalysis that Claude can fill has its place in the tool's frames.
-    fillable = {f.alias for name, f in FrameAnalysis.model_fields.items() if name not in {"provider", "screen_text"}}
+    # Every field of FrameAnalysis that Claude can fill has its place in the tool's frames (the browser's
+    # rows are measured on the first frame, not read).
+    measured = {"provider", "screen_text", "browser_rows"}
+    fillable = {f.alias for name, f in FrameAnalysis.model_fields.items() if name not in measured}
     assert fillable <= set(frame["properties"])
     assert set(schema["required"]) == {"frames", "steps", "observedProblem"}
     assert Report.model_validate({"frames": [], "steps": [], "observedProblem": ""}).frames == []

@@ -13,8 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cv2
+import numpy as np
+
 from ..models import FrameAnalysis, FrameHint, KeyFrame, Step, VisionResult
 from ..urlguard import inert_url, without_credentials
+from .ocr import toolbar_height
 
 
 class ProviderFailed(RuntimeError):
@@ -112,7 +116,18 @@ class Vision:
         result.steps.sort(key=lambda s: s.timestamp)
         result.observed_problem = " ".join(dict.fromkeys(problems))
         result.urls_seen = list(dict.fromkeys(result.urls_seen))
+        rows = browser_rows(frames[0]) if frames else None
+        for analysis in result.analyses:
+            analysis.browser_rows = rows
         return result
+
+
+def browser_rows(first: KeyFrame) -> int | None:
+    """How tall the browser's own rows (tabs, address bar) are in a window capture; None in a tab capture."""
+    if not first.png:
+        return None
+    image = cv2.imdecode(np.frombuffer(first.png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return None if image is None else toolbar_height(image)
 
 
 def _as_url(read: str) -> str:
