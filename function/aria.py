@@ -42,7 +42,6 @@ class PageBlocked(RuntimeError):
 
 
 CHROMIUM_ARGS = [
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -223,6 +222,7 @@ class Inspector:
         self._browser: Any = None
         self._proxy: GuardProxy | None = None
         self._launch_lock: asyncio.Lock | None = None
+        self.sandboxed: bool | None = None  # None until the first launch has found out
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The browser's loop thread, started on first use in this process.
@@ -308,8 +308,19 @@ class Inspector:
                          # WebRTC's STUN/TURN is UDP, which no HTTP proxy carries: without this a page
                          # reaches any address (loopback, the metadata server) around the guard.
                          "--webrtc-ip-handling-policy=disable_non_proxied_udp", "--force-webrtc-ip-handling-policy"]
-            self._browser = await self._playwright.chromium.launch(executable_path=executable, args=args,
-                                                                   headless=True, env=browser_environment())
+            options = {"executable_path": executable, "args": args, "headless": True, "env": browser_environment()}
+            if self.sandboxed is not False:
+                # Chromium's own sandbox where the platform allows it (user namespaces, not root):
+                # a renderer exploit then stays inside it. Elsewhere the browser runs without.
+                try:
+                    self._browser = await self._playwright.chromium.launch(chromium_sandbox=True, **options)
+                    self.sandboxed = True
+                    return self._browser
+                except Exception as exc:  # noqa: BLE001 - Chromium refuses to start without a usable sandbox
+                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                    log.warning("Chromium's sandbox is not available here (%s); the browser runs without it", reason)
+                    self.sandboxed = False
+            self._browser = await self._playwright.chromium.launch(chromium_sandbox=False, **options)
             return self._browser
 
     async def _inspect(self, urls: list[str]) -> Inspection:
@@ -376,7 +387,7 @@ class Inspector:
         return Inspection(
             urls_inspected=list(urls),
             duration_ms=int((time.monotonic() - started) * 1000),
-            browser=f"chromium {browser.version}",
+            browser=f"chromium {browser.version}" + ("" if self.sandboxed else ", no sandbox"),
             snapshots=snapshots,
         )
 

@@ -277,3 +277,22 @@ def test_playwrights_headless_shell_alone_counts_as_its_browser(tmp_path: Path) 
     full.parent.mkdir(parents=True)
     full.write_bytes(b"")
     assert _playwright_browser_present(registry) is True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Chromium refuses its sandbox to root only; elsewhere it depends "
+                    "on the kernel's user namespaces")
+def test_without_a_usable_sandbox_the_browser_says_so_and_still_works(pages: PageServer,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The service first asks for Chromium's sandbox; as root (here) Chromium refuses it, and the
+    browser runs without, once, with a warning and a label that says it."""
+    browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=5))
+    try:
+        with caplog.at_level(logging.WARNING, logger="scope.aria"):
+            first = browser.inspect([pages.url + "/"])
+            second = browser.inspect([pages.url + "/about"])
+        assert first.snapshots[0].success and second.snapshots[0].success
+        assert browser.sandboxed is False and first.browser.endswith(", no sandbox")
+        warnings = [r for r in caplog.records if "sandbox is not available" in r.getMessage()]
+        assert len(warnings) == 1  # found out once per process, not per launch
+    finally:
+        browser.close()
