@@ -2,7 +2,7 @@
 # System packages the service and its tests need on a Debian machine:
 # a Chromium for Playwright (Debian's, unless Playwright's own browser is installed),
 # ffmpeg (test videos) and tesseract (the local analyser's OCR); with --test also the
-# Firestore emulator and a Java runtime for it. Installs only what is missing.
+# Firestore emulator and a Java runtime for it, and tini (the image's init). Installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -33,6 +33,7 @@ have_firestore_emulator() {
 }
 if [ "${1:-}" = "--test" ]; then
   command -v java >/dev/null || need+=(default-jre-headless)
+  command -v tini >/dev/null || need+=(tini)  # the image's init: the tests start scripts/serve.sh under it too
   if ! have_firestore_emulator; then
     if command -v apt-cache >/dev/null && apt-cache policy google-cloud-cli-firestore-emulator 2>/dev/null \
         | grep -q "Candidate: [0-9]"; then

@@ -295,14 +295,18 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def serve_sh(root: Path, on_start: Callable[[subprocess.Popen], None] | None = None, **env: str) -> Iterator[str]:
-    """scripts/serve.sh as the container (and ``make run``) runs it: Hypercorn on 127.0.0.1, a free port.
-    ``on_start`` is handed the process (to signal it)."""
+    """scripts/serve.sh as the container runs it — under tini, the image's init (``-s``: a subreaper,
+    since it is not PID 1 here) — on 127.0.0.1 and a free port. ``on_start`` is handed the process
+    (tini: it passes signals on, as in the image)."""
+    tini = shutil.which("tini")
+    if tini is None:
+        raise RuntimeError("tini is missing: `make setup` installs it (Debian package tini)")
     port = free_port()
     full_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(root), "PORT": str(port),
                 "HOST": "127.0.0.1", "SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_DATA_DIR": str(root / "data"),
                 "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)} | env
     log = open(root / "serve.log", "wb")
-    process = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], env=full_env, stdout=log,
+    process = subprocess.Popen([tini, "-s", "--", str(REPO / "scripts" / "serve.sh")], env=full_env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -319,7 +323,8 @@ def serve_sh(root: Path, on_start: Callable[[subprocess.Popen], None] | None = N
             on_start(process)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # already gone (a test stopped it), and tini reaped the rest
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:

@@ -230,8 +230,20 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path, small_video: 
         os.kill(started[0].pid, signal.SIGTERM)  # as tini passes it on: to the server, not its whole group
         worker.join(30)
         assert started[0].wait(10) is not None  # it exited within Cloud Run's 10 s
+        deadline = time.monotonic() + 10
+        while _group_alive(started[0].pid):  # Chromium and its helpers went too: nothing left behind, no zombie
+            assert time.monotonic() < deadline, "processes of the server's group outlived it"
+            time.sleep(0.1)
     assert results["r"].status_code == 200, results["r"].text
     assert results["r"].json()["status"] == "complete"
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_make_run_listens_on_loopback_unless_told_otherwise() -> None:
