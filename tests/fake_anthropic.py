@@ -17,6 +17,8 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from fake_http import send_json
+
 Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
 
@@ -92,12 +94,7 @@ class FakeAnthropic:
                 if fake.latency_s:
                     time.sleep(fake.latency_s)
                 status, body = behaviour(request)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from fake_http import send_json
+
 
 @dataclass
 class Task:
@@ -45,20 +47,12 @@ class FakeTasks:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 parent = self.path.removeprefix("/v2/").removesuffix("/tasks")
                 if stand_in.refuse is not None or not self.path.endswith("/tasks"):
-                    self._answer(stand_in.refuse or 404, {"error": {"message": "refused"}})
+                    send_json(self, stand_in.refuse or 404, {"error": {"message": "refused"}})
                     return
                 task = Task(f"{parent}/tasks/{len(stand_in.tasks) + 1}", parent, body["task"]["httpRequest"])
                 stand_in.tasks.append(task)
                 stand_in._pending.put(task)
-                self._answer(200, {"name": task.name, "httpRequest": task.request})
-
-            def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, 200, {"name": task.name, "httpRequest": task.request})
 
             def log_message(self, *args: object) -> None:
                 pass
