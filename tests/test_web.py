@@ -13,7 +13,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conftest import REPO, PageServer, RunningService, upload
+from conftest import REPO, PageServer, RunningService, free_port, upload
+from fake_tasks import FakeTasks
 from recorder import chromium_path
 
 SHOTS = REPO / "test-results" / "web"
@@ -238,3 +239,33 @@ def test_with_auth_the_page_asks_for_the_key_once_and_never_loops(browser: Brows
         assert requests.delete(f"{locked_service.url}/sessions/{sid}", headers={"Authorization": f"Bearer {KEY}"},
                                timeout=30).status_code == 204
     assert page.problems == [] or all("401" in p for p in page.problems)  # type: ignore[attr-defined]
+
+
+def test_the_list_follows_a_recording_processed_in_the_background(browser: Browser, start_service: Callable[...,
+                                                                   RunningService], small_video: Path,
+                                                                   pages: PageServer, tmp_path: Path) -> None:
+    """A session waiting in the task queue shows its phase; once processed, the list says so by itself."""
+    tasks = FakeTasks()
+    tasks.hold()
+    try:
+        port = free_port()
+        service = start_service(port=port, SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_SIGNING_SECRET="shared",
+                                SCOPE_TASKS_QUEUE="projects/p/locations/l/queues/q", CLOUD_TASKS_EMULATOR_HOST=tasks.host,
+                                SCOPE_SERVICE_URL=f"http://127.0.0.1:{port}", SCOPE_DATA_DIR=str(tmp_path / "data"))
+        accepted = upload(service.url, small_video, headers={"Prefer": "respond-async"}, seedUrl=pages.url + "/",
+                          title="Waiting in the queue")
+        assert accepted.status_code == 202, accepted.text
+        page = new_page(browser, service)
+        loads: list[str] = []
+        page.on("load", lambda p: loads.append(p.url))
+        page.goto("/")
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name="Waiting in the queue"))
+        expect(row.get_by_role("cell").nth(1)).to_have_text("queued (0 %)")
+        page.screenshot(path=str(SHOTS / "home-queued.png"), full_page=True)
+        tasks.release()
+        expect(row.get_by_role("cell").nth(1)).to_have_text("complete", timeout=120_000)
+        assert len(loads) == 1  # it looked again by itself, without reloading the page
+        assert requests.delete(f"{service.url}/sessions/{accepted.json()['sessionId']}", timeout=30).status_code == 204
+    finally:
+        tasks.release()
+        tasks.close()

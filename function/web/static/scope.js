@@ -9,6 +9,7 @@ let apiKey = sessionStorage.getItem(KEY) || "";
 let current = null; // the session on screen
 let frameIndex = 0;
 let polling = null;
+let listPolling = null; // the list looks again while a session in it is being processed
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -90,7 +91,8 @@ function say(id, text, isError = false) {
 
 function stopPolling() {
   if (polling !== null) clearTimeout(polling);
-  polling = null;
+  if (listPolling !== null) clearTimeout(listPolling);
+  polling = listPolling = null;
 }
 
 // --------------------------------------------------------------------------- the key
@@ -164,6 +166,10 @@ async function loadSessions() {
   rows.replaceChildren(...sessions.map(sessionRow));
   $("session-table").hidden = sessions.length === 0;
   $("list-empty").hidden = sessions.length !== 0;
+  if (listPolling !== null) clearTimeout(listPolling);
+  listPolling = null;
+  const inFlight = sessions.some((s) => s.status === "processing" && s.processingStatus !== "processing");
+  if (inFlight && !$("home-view").hidden) listPolling = setTimeout(loadSessions, POLL_MS * 2);
 }
 
 function sessionRow(session) {
