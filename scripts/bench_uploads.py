@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Uploads over HTTP/1.1 and over h2c, side by side: how long the server takes to read a large body.
+
+Starts ``scripts/serve.sh`` (Hypercorn, as the container runs it) on 127.0.0.1 and sends the same
+~90 MB multipart upload with curl, alternating ``--http1.1`` and ``--http2-prior-knowledge``,
+--repeat times each. The upload has a webm header and no title, so the service reads the whole
+body and answers 400 MISSING_FIELD without running the pipeline: the time is the body's transfer
+and parsing alone. Prints each run, the medians and the h2c / HTTP/1.1 ratio.
+
+    .venv/bin/python scripts/bench_uploads.py [--megabytes 90] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+WEBM = REPO / "tests" / "fixtures" / "recordings" / "todomvc_basic_1280_vp9.webm"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def upload_seconds(url: str, body: Path, protocol: str) -> float:
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", protocol, "-F", f"file=@{body}", f"{url}/recordings",
+                          "-w", "%{http_code} %{time_total}"], capture_output=True, text=True, check=True, timeout=300)
+    status, seconds = out.stdout.split()
+    if status != "400":
+        raise RuntimeError(f"expected 400 MISSING_FIELD after the whole body, got {status}")
+    return float(seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=90)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        body = Path(folder) / "upload.webm"
+        with open(body, "wb") as out:
+            out.write(WEBM.read_bytes()[:64])  # sniffed as webm: the body is read to its end
+            out.write(os.urandom(args.megabytes * 1_000_000))
+        port = free_port()
+        env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "SCOPE_DATA_DIR": str(Path(folder) / "data"),
+               "VIRTUAL_ENV": str(Path(sys.executable).parent.parent),
+               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        server = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    requests.get(url + "/health", timeout=5)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.2)
+            times: dict[str, list[float]] = {"--http1.1": [], "--http2-prior-knowledge": []}
+            for _ in range(args.repeat):
+                for protocol, runs in times.items():
+                    runs.append(upload_seconds(url, body, protocol))
+        finally:
+            os.killpg(server.pid, 15)
+            server.wait(20)
+    h1, h2 = (statistics.median(times[p]) for p in ("--http1.1", "--http2-prior-knowledge"))
+    print(f"{args.megabytes} MB upload, {args.repeat} alternating runs each")
+    print(f"  HTTP/1.1  median {h1:.2f} s  runs {[round(t, 2) for t in times['--http1.1']]}")
+    print(f"  h2c       median {h2:.2f} s  runs {[round(t, 2) for t in times['--http2-prior-knowledge']]}")
+    print(f"  h2c / HTTP/1.1 = {h2 / h1:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
