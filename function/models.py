@@ -18,7 +18,7 @@ import string
 import typing
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -54,8 +54,10 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now_rfc3339(after_s: float = 0.0) -> str:
+    """Now (or ``after_s`` seconds from now), UTC, in milliseconds: the form every stored time takes."""
+    moment = datetime.now(timezone.utc) + timedelta(seconds=after_s)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def clean_text(value: str, *, multiline: bool) -> str:

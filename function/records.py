@@ -13,7 +13,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from . import prompts
@@ -181,12 +180,11 @@ class Records:
         """Claim a session for a recording that is processed later: its ``queued`` record and its video
         object, so that whoever processes it finds both. Nothing is left when either write fails."""
         now = now_rfc3339()
-        deadline = (datetime.now(timezone.utc) + timedelta(seconds=deadline_s)).isoformat(timespec="milliseconds")
         session = self._claim(lambda session_id: Session(
             id=session_id, owner_id=request.owner_id, title=request.title, seed_url=request.seed_url,
             notes=request.notes, agent_target=request.agent_target, created_at=now, updated_at=now,
             file_size=request.file_size, mime_type=request.mime_type, phase="queued",
-            deadline_at=deadline.replace("+00:00", "Z")))
+            deadline_at=now_rfc3339(deadline_s)))
         try:
             session.objects = [video_key(session.id, request.mime_type)]
             self.store.put_file(session.objects[0], request.video_path, request.mime_type)

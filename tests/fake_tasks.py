@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 
@@ -62,6 +63,15 @@ class FakeTasks:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self._dispatcher = threading.Thread(target=self._dispatch, daemon=True)
         self._dispatcher.start()
+
+    QUEUE = "projects/scope-test/locations/europe-west1/queues/recordings"
+
+    def service_env(self, port: int, data_dir: Path) -> dict[str, str]:
+        """The settings of a service at 127.0.0.1:``port`` whose accepted recordings go through this queue
+        (every instance on the same data and the same signing secret)."""
+        return {"SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_TASKS_QUEUE": self.QUEUE,
+                "SCOPE_SERVICE_URL": f"http://127.0.0.1:{port}", "SCOPE_SIGNING_SECRET": "one-for-every-instance",
+                "CLOUD_TASKS_EMULATOR_HOST": self.host, "SCOPE_DATA_DIR": str(data_dir)}
 
     def hold(self) -> None:
         self._released.clear()

@@ -17,7 +17,7 @@ import requests
 from conftest import PageServer, RunningService, free_port, upload
 from fake_tasks import FakeTasks
 
-QUEUE = "projects/scope-test/locations/europe-west1/queues/recordings"
+QUEUE = FakeTasks.QUEUE
 ASYNC = {"Prefer": "respond-async"}
 
 
@@ -29,12 +29,6 @@ def tasks() -> Iterator[FakeTasks]:
     stand_in.close()
 
 
-def queued(tasks: FakeTasks, port: int, data_dir: Path) -> dict[str, str]:
-    return {"SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_TASKS_QUEUE": QUEUE, "SCOPE_SERVICE_URL": f"http://127.0.0.1:{port}",
-            "SCOPE_SIGNING_SECRET": "shared-by-every-instance", "CLOUD_TASKS_EMULATOR_HOST": tasks.host,
-            "SCOPE_DATA_DIR": str(data_dir)}
-
-
 def status_of(service: RunningService, session_id: str) -> dict:
     return requests.get(f"{service.url}/sessions/{session_id}/status", timeout=30).json()
 
@@ -44,7 +38,7 @@ def test_a_recording_accepted_by_one_instance_is_processed_by_the_next(
         tmp_path: Path) -> None:
     tasks.hold()  # the task waits in the queue while the instance that accepted it is stopped
     port = free_port()  # the service's URL the tasks call back: the next instance starts there
-    env = queued(tasks, port, tmp_path / "data")
+    env = tasks.service_env(port, tmp_path / "data")
     first = start_service(port=port, **env)
     response = upload(first.url, small_video, headers=ASYNC, seedUrl=pages.url + "/")
     assert response.status_code == 202, response.text
@@ -76,7 +70,7 @@ def test_a_callback_needs_its_signed_ticket(start_service: Callable[..., Running
                                             small_video: Path, pages: PageServer, tmp_path: Path) -> None:
     tasks.hold()
     port = free_port()
-    service = start_service(port=port, **queued(tasks, port, tmp_path / "data"))
+    service = start_service(port=port, **tasks.service_env(port, tmp_path / "data"))
     accepted = [upload(service.url, small_video, headers=ASYNC, seedUrl=pages.url + "/").json()["sessionId"]
                 for _ in range(2)]
     first, second = tasks.tasks
@@ -104,7 +98,7 @@ def test_a_queue_that_refuses_the_task_leaves_nothing(start_service: Callable[..
                                                       small_video: Path, pages: PageServer, tmp_path: Path) -> None:
     tasks.refuse = 403  # e.g. the service account may not enqueue
     port = free_port()
-    service = start_service(port=port, **queued(tasks, port, tmp_path / "data"))
+    service = start_service(port=port, **tasks.service_env(port, tmp_path / "data"))
     answer = upload(service.url, small_video, headers=ASYNC, seedUrl=pages.url + "/")
     assert answer.status_code == 503 and answer.json()["code"] == "UNAVAILABLE"
     assert service.records() == [] and service.stored_sessions() == [] and not service.temp_files()
@@ -112,7 +106,7 @@ def test_a_queue_that_refuses_the_task_leaves_nothing(start_service: Callable[..
     assert synchronous.status_code == 200, synchronous.text
 
 
-def test_a_queue_needs_where_to_call_back_and_a_shared_secret() -> None:
+def test_a_queue_needs_where_to_call_back_and_one_secret_for_every_instance() -> None:
     from function.config import ConfigError, load
 
     full = {"SCOPE_TASKS_QUEUE": QUEUE, "SCOPE_SERVICE_URL": "https://scope.example.run.app/",

@@ -249,9 +249,7 @@ def test_the_list_follows_a_recording_processed_in_the_background(browser: Brows
     tasks.hold()
     try:
         port = free_port()
-        service = start_service(port=port, SCOPE_ALLOW_PRIVATE_URLS="1", SCOPE_SIGNING_SECRET="shared",
-                                SCOPE_TASKS_QUEUE="projects/p/locations/l/queues/q", CLOUD_TASKS_EMULATOR_HOST=tasks.host,
-                                SCOPE_SERVICE_URL=f"http://127.0.0.1:{port}", SCOPE_DATA_DIR=str(tmp_path / "data"))
+        service = start_service(port=port, **tasks.service_env(port, tmp_path / "data"))
         accepted = upload(service.url, small_video, headers={"Prefer": "respond-async"}, seedUrl=pages.url + "/",
                           title="Waiting in the queue")
         assert accepted.status_code == 202, accepted.text
