@@ -173,16 +173,23 @@ def _cors(response: Response) -> None:
 def _drain_body(response: Response) -> None:
     """Read what the client still sends (up to a limit) so it can read our answer.
 
-    A refusal before the body was read (429, 401, …) reads at most EARLY_DRAIN_LIMIT of it
-    (the servers answer ``Expect: 100-continue`` themselves, so the client is already sending);
-    once the body was being read, up to DRAIN_LIMIT. A larger remainder is left unread and the
-    connection closed; the response is made a streamed one so the framework does not try to read
-    that remainder itself.
+    A refusal before the body was read (429, 401, …) reads at most EARLY_DRAIN_LIMIT of it, and
+    none if the client waits for ``100 Continue`` (reading would send the 100: the connection is
+    closed instead); once the body was being read, up to DRAIN_LIMIT. A larger remainder is left
+    unread and the connection closed; the response is made a streamed one so the framework does
+    not try to read that remainder itself. Over HTTP/2 nothing is drained: the server resets the
+    stream once the answer is out, and the connection goes on.
     """
+    if request.environ.get("SERVER_PROTOCOL", "").startswith("HTTP/2"):
+        if request.method in BODY_METHODS:
+            response.response = iter([response.get_data()])
+        return
     length = request.content_length
     started = g.get("body_started", False)
     limit = DRAIN_LIMIT if started else EARLY_DRAIN_LIMIT
-    if request.method not in BODY_METHODS:
+    if not started and "100-continue" in request.headers.get("Expect", "").lower():
+        drained = False
+    elif request.method not in BODY_METHODS:
         drained = not g.get("unread_body")
     elif g.get("body_stalled"):
         drained = False

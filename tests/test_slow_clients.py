@@ -15,6 +15,7 @@ from typing import Iterator
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import pytest
 import requests
@@ -156,6 +157,45 @@ def test_a_huge_request_line_is_refused_without_costing_the_server(served: str) 
     still_served(served)
 
 
+def keep_sending_over_h2(url: str) -> tuple[int, int, int | None, int]:
+    """POST a 90 MB body on one HTTP/2 stream, sending whatever flow control allows until the server
+    resets the stream; then GET /health on the same connection. The answer's status, the bytes sent,
+    the reset's error code and the second request's status."""
+    sock = connect(url)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", "/recordings"), (":scheme", "http"), (":authority", "x"),
+                          ("content-type", "multipart/form-data; boundary=b"), ("content-length", str(90 << 20))])
+    sock.sendall(conn.data_to_send())
+    sock.settimeout(0.01)
+    status, sent, reset, then = 0, 0, None, 0
+    piece = b"\x00" * 16384
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not then:
+        if reset is None and sent < 90 << 20 and conn.local_flow_control_window(1) >= len(piece):
+            conn.send_data(1, piece)
+            sent += len(piece)
+        sock.sendall(conn.data_to_send())
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        assert data, "the server closed the connection"
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                code = int(dict(event.headers)[b":status"])
+                if event.stream_id == 1:
+                    status = code
+                else:
+                    then = code
+            elif isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
+                reset = event.error_code
+                conn.send_headers(3, [(":method", "GET"), (":path", "/health"), (":scheme", "http"),
+                                      (":authority", "x")], end_stream=True)
+    sock.close()
+    return status, sent, reset, then
+
+
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An instance that runs one recording at a time."""
@@ -165,9 +205,10 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_a_full_instance_refuses_an_upload_before_its_body(full: str, small_video: Path, pages: PageServer,
                                                            tmp_path: Path) -> None:
-    """90 MB to an instance at its limit: 429 with Retry-After after at most 1 MiB of the body is read
-    (the server answers Expect: 100-continue itself, so the client starts sending either way); the
-    connection is closed and the client stops long before the end of its file."""
+    """90 MB to an instance at its limit: 429 with Retry-After, and the client stops long before the
+    end of its file. With ``Expect: 100-continue`` not one byte of the body is sent (the 100 would
+    only come once the service reads the body); without it, the connection is closed after at most
+    1 MiB is read; over HTTP/2 the stream is reset with NO_ERROR once the answer is complete."""
     big = tmp_path / "big.webm"
     with open(big, "wb") as out:
         out.write(b"\x1a\x45\xdf\xa3" + b"\x00" * (90 * 1024 * 1024))
@@ -191,9 +232,17 @@ def test_a_full_instance_refuses_an_upload_before_its_body(full: str, small_vide
                               "-w", "\n%{http_code} %{size_upload}"], capture_output=True, text=True, timeout=120)
         head, _, tail = out.stdout.rpartition("\n")
         status, sent = tail.split()
-        return status, int(float(sent)), head
+        return status, int(float(sent)), head.lower() + out.stderr
 
-    for extra in ((), ("-H", "Expect:")):  # with curl's Expect: 100-continue, and without
-        status, sent, head = curl(*extra)
-        assert status == "429" and "retry-after:" in head.lower() and "connection: close" in head.lower()
-        assert sent < 32 * 1024 * 1024, (extra, sent)  # socket buffers' worth, not the 90 MB
+    status, sent, head = curl("--http1.1", "--expect100-timeout", "60")  # curl asks for 100 Continue
+    assert status == "429" and "retry-after:" in head and sent == 0, (status, sent, head)
+    status, sent, head = curl("--http1.1", "-H", "Expect:")  # no 100-continue: the body comes at once
+    assert status == "429" and "retry-after:" in head and "connection: close" in head
+    assert sent < 32 * 1024 * 1024, sent  # socket buffers' worth, not the 90 MB
+    status, sent, head = curl("--http2-prior-knowledge")  # curl stops sending once it reads the 429
+    assert status == "429" and "retry-after:" in head, (status, head)
+    assert sent < 32 * 1024 * 1024, sent
+    status, sent, reset, then = keep_sending_over_h2(full)  # a client that would send all 90 MB
+    assert status == 429 and reset == h2.errors.ErrorCodes.NO_ERROR and sent < 32 * 1024 * 1024, (status, reset, sent)
+    assert then == 200  # the same connection serves the next request
+    assert requests.get(full + "/health", timeout=10).status_code == 200
