@@ -187,4 +187,3 @@ def _streamed(environ: dict, start_response):  # noqa: ANN202 - a WSGI callable
 amend_hypercorn()
 _settings = config.load()
 app = BodyReader(WSGIMiddleware(_streamed, workers=REQUEST_THREADS), _settings.body_idle_s, _settings.body_min_rate)
-import sys; sys.path.insert(0,'/tmp/prof'); import patch
