@@ -7,6 +7,10 @@ Starts ``scripts/serve.sh`` (Hypercorn, as the container runs it) on 127.0.0.1 a
 body and answers 400 MISSING_FIELD without running the pipeline: the time is the body's transfer
 and parsing alone. Prints each run, the medians and the h2c / HTTP/1.1 ratio.
 
+Then the refusal: an instance with one slot, held by a slow upload, is sent the same body over
+HTTP/1.1 with ``Expect: 100-continue``, without it, and over h2c; each answer (429) is timed and
+the bytes curl sent are counted.
+
     .venv/bin/python scripts/bench_uploads.py [--megabytes 90] [--repeat 5]
 """
 
@@ -43,6 +47,32 @@ def upload_seconds(url: str, body: Path, protocol: str) -> float:
     return float(seconds)
 
 
+def refusal(url: str, body: Path, *protocol: str) -> tuple[str, float, int]:
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", *protocol, "-F", f"file=@{body}", "-F", "title=t",
+                          "-F", "seedUrl=http://127.0.0.1:9/", f"{url}/recordings",
+                          "-w", "%{http_code} %{time_total} %{size_upload}"],
+                         capture_output=True, text=True, check=True, timeout=300)
+    status, seconds, sent = out.stdout.split()
+    return status, float(seconds), int(float(sent))
+
+
+def serve(folder: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    environ = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "SCOPE_DATA_DIR": str(folder / "data"),
+               "VIRTUAL_ENV": str(Path(sys.executable).parent.parent),
+               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **env}
+    server = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], env=environ, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url + "/health", timeout=5)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    return server, url
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=90)
@@ -53,20 +83,8 @@ def main() -> int:
         with open(body, "wb") as out:
             out.write(WEBM.read_bytes()[:64])  # sniffed as webm: the body is read to its end
             out.write(os.urandom(args.megabytes * 1_000_000))
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "SCOPE_DATA_DIR": str(Path(folder) / "data"),
-               "VIRTUAL_ENV": str(Path(sys.executable).parent.parent),
-               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-        server = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+        server, url = serve(Path(folder))
         try:
-            for _ in range(100):
-                try:
-                    requests.get(url + "/health", timeout=5)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.2)
             times: dict[str, list[float]] = {"--http1.1": [], "--http2-prior-knowledge": []}
             for _ in range(args.repeat):
                 for protocol, runs in times.items():
@@ -74,11 +92,27 @@ def main() -> int:
         finally:
             os.killpg(server.pid, 15)
             server.wait(20)
+        server, url = serve(Path(folder), SCOPE_MAX_INFLIGHT="1")
+        holder = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "--limit-rate", "200k", "-F", f"file=@{body}",
+                                   "-F", "title=t", f"{url}/recordings"], start_new_session=True)
+        try:
+            time.sleep(1)  # the holder has the one slot, and is still sending
+            refusals = {name: refusal(url, body, *protocol) for name, protocol in (
+                ("HTTP/1.1, Expect: 100-continue", ("--http1.1",)),
+                ("HTTP/1.1, no Expect", ("--http1.1", "-H", "Expect:")),
+                ("h2c", ("--http2-prior-knowledge",)))}
+        finally:
+            os.killpg(holder.pid, 15)
+            os.killpg(server.pid, 15)
+            server.wait(20)
     h1, h2 = (statistics.median(times[p]) for p in ("--http1.1", "--http2-prior-knowledge"))
     print(f"{args.megabytes} MB upload, {args.repeat} alternating runs each")
     print(f"  HTTP/1.1  median {h1:.2f} s  runs {[round(t, 2) for t in times['--http1.1']]}")
     print(f"  h2c       median {h2:.2f} s  runs {[round(t, 2) for t in times['--http2-prior-knowledge']]}")
     print(f"  h2c / HTTP/1.1 = {h2 / h1:.2f}")
+    print(f"{args.megabytes} MB upload to a full instance")
+    for name, (status, seconds, sent) in refusals.items():
+        print(f"  {name:32} {status} after {seconds * 1000:.0f} ms, {sent / 1024:.0f} KiB of the body sent")
     return 0
 
 
