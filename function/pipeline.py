@@ -1,9 +1,10 @@
 """One recording, both lanes at once, under one deadline; typed evidence out.
 
-The video lane (frames → the live page under the pointer → vision) and the browser
-lane (aria) run concurrently. Once the video lane has read the recording, the
-same-origin pages it showed the user visiting are inspected too, and the user's
-steps are inferred from both.
+The video lane and the browser lane (aria) run concurrently. The video lane streams: each key
+frame goes on, as soon as the decoder has settled it, to vision (a batch is read as soon as it is
+complete) and, where vision uses it, to the live page for the element under the pointer; decoding
+goes on meanwhile. Once the video lane has read the recording, the same-origin pages it showed the
+user visiting are inspected too, and the user's steps are inferred from both.
 Nothing here stores anything: ``records`` turns the evidence into a session.
 """
 
@@ -26,7 +27,7 @@ from .config import Config
 from .models import (FrameHint, Inspection, KeyFrame, PageHit, PointerProbe, ProcessingPhase, RecordingEvidence,
                      RecordingRequest, VideoEvidence, VideoInfo)
 from .urlguard import Resolver, decide, system_resolver
-from .vision import Analyser
+from .vision import Analyser, VisionStream
 
 log = logging.getLogger("scope.pipeline")
 T = TypeVar("T")
@@ -65,9 +66,10 @@ def check_seed_url(url: str, lanes: Lanes) -> None:
         raise UrlNotAllowed(f"seedUrl is not allowed: {decision.reason}")
 
 
-def extract(path: Path, config: Config, stop: threading.Event | None = None) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
+def extract(path: Path, config: Config, stop: threading.Event | None = None,
+            on_frame: Callable[[KeyFrame], None] | None = None) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
     limits = frames_lane.Limits(config.max_video_seconds, config.max_video_pixels, config.max_frames)
-    return frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None)
+    return frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None, on_frame=on_frame)
 
 
 def more_urls(seed_url: str, seen: list[str], cap: int) -> list[str]:
@@ -97,7 +99,7 @@ def merge(first: Inspection, more: Inspection) -> Inspection:
 
 
 Progress = Callable[[ProcessingPhase], None]  # told when processing reaches a phase (lanes' threads call it)
-PHASES: dict[str, ProcessingPhase] = {"extract": "decoding", "vision": "reading frames", "later pages": "inspecting pages"}
+PHASES: dict[str, ProcessingPhase] = {"extract": "decoding", "later pages": "inspecting pages"}
 
 
 def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = None) -> RecordingEvidence:
@@ -121,32 +123,48 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
     def timed(name: str, fn: Callable[..., T], *args: object) -> T:
         """Run a phase, keep when it ran (so the lanes' overlap can be seen) and log its start and end."""
         begun = time.monotonic()
-        log.info("%s started", name, extra={"fields": {"phase": name, "event": "start"}})
+        _log_phase(name, "start")
         if progress is not None and name in PHASES:
             progress(PHASES[name])
         try:
             return fn(*args)
         finally:
             spans[name] = (int((begun - started) * 1000), int((time.monotonic() - started) * 1000))
-            log.info("%s ended", name, extra={"fields": {"phase": name, "event": "end",
-                                                         "ms": spans[name][1] - spans[name][0]}})
+            _log_phase(name, "end", spans[name][1] - spans[name][0])
 
     def submit(fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn`` on the pool with this request's context (its log lines keep the request id)."""
         return pool.submit(contextvars.copy_context().run, fn, *args)
 
     def video_lane() -> tuple[VideoEvidence, list[PointerProbe], list[PageHit], list[str]]:
-        key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop)
-        probes = steps_inference.pointer_probes(key_frames)
-        hits, problems = timed("grounding", locate, lanes, request.seed_url, key_frames, probes, left)
-        by_frame = {hit.frame_index: hit for hit in hits}
-        hints = [FrameHint.of(frame, by_frame.get(frame.index)) for frame in key_frames]
-        vision = timed("vision", lanes.analyser.analyze, key_frames, hints)
+        grounding = Grounding(lanes, request.seed_url, left)
+        stream = lanes.analyser.open(grounding.hints_for, on_first_read=lambda: _log_phase("vision", "start"))
+        feed = Feed(stream, grounding.frames)
+        try:
+            key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop, feed.add)
+            feed.finish()
+            if progress is not None:
+                progress("reading frames")
+            if stream.wants_hints:  # the batches look up their own frames: the rest once they are all out
+                vision = stream.finish()
+                read_at = time.monotonic()
+                hits, problems = timed("grounding", grounding.rest)
+            else:  # vision does not wait for the live page: it is looked up meanwhile
+                looked_up = aside.submit(contextvars.copy_context().run, timed, "grounding", grounding.rest)
+                vision = stream.finish()
+                read_at = time.monotonic()
+                hits, problems = looked_up.result(timeout=left())
+        except BaseException:
+            stream.abandon()
+            raise
+        spans["vision"] = (int(((stream.first_read_at or read_at) - started) * 1000), int((read_at - started) * 1000))
+        _log_phase("vision", "end", _length(spans["vision"]))
         spans["video"] = (spans["extract"][0], spans["vision"][1])
         return (VideoEvidence(key_frames, info, vision, warnings + vision.warnings, _length(spans["extract"]),
-                              _length(spans["vision"])), probes, hits, problems)
+                              _length(spans["vision"])), grounding.probes(), hits, problems)
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
+    aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grounding")
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
         video_future = submit(video_lane)
@@ -167,6 +185,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         hits, later_problems = relocate(video, probes, inspection, hits, request.seed_url, lanes, left)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        aside.shutdown(wait=False, cancel_futures=True)
     if not any(s.success for s in inspection.snapshots if s.url == request.seed_url):
         problems = []  # the seed page's failure is already a warning of its own
     steps = steps_inference.merge_steps(steps_inference.infer(video.key_frames, video.vision.analyses, hits),
@@ -176,6 +195,69 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
 def _length(span: tuple[int, int]) -> int:
     return span[1] - span[0]
+
+
+def _log_phase(name: str, event: str, ms: int | None = None) -> None:
+    """A phase's start or end, as a log line with fields (the CLI draws its progress from these)."""
+    fields: dict[str, object] = {"phase": name, "event": event}
+    if ms is not None:
+        fields["ms"] = ms
+    log.info("%s %s", name, "started" if event == "start" else "ended", extra={"fields": fields})
+
+
+class Feed:
+    """The extractor's settled frames, passed on to vision one behind: a frame's pointer probe needs
+    the frame after it. ``frames`` is every frame so far, in order (shared with the grounding)."""
+
+    def __init__(self, stream: VisionStream, frames: list[KeyFrame]) -> None:
+        self.stream, self.frames = stream, frames
+
+    def add(self, frame: KeyFrame) -> None:
+        self.frames.append(frame)
+        if len(self.frames) >= 2:
+            self.stream.add(self.frames[-2])
+
+    def finish(self) -> None:
+        if self.frames:
+            self.stream.add(self.frames[-1])
+
+
+class Grounding:
+    """What the live seed page has under the pointer, for frames as vision reads them.
+
+    A provider that uses hints asks for each batch's (``hints_for``, on vision's threads, while the
+    video is still decoding): its probes are looked up then. ``rest`` looks up what no batch asked
+    for, and gives every hit and problem."""
+
+    def __init__(self, lanes: Lanes, url: str, left: Callable[[], float]) -> None:
+        self.lanes, self.url, self.left = lanes, url, left
+        self.frames: list[KeyFrame] = []
+        self.looked_up: set[int] = set()  # frame indexes whose probes were looked up
+        self.hits: list[PageHit] = []
+        self.problems: list[str] = []
+        self._lock = threading.Lock()
+
+    def probes(self, frames: list[KeyFrame] | None = None) -> list[PointerProbe]:
+        """The probes of ``frames`` (all so far when None); each needs the frame after it, where there is one."""
+        indexes = [f.index for f in frames] if frames is not None else range(len(self.frames))
+        return [p for i in indexes if (p := steps_inference.pointer_probe(self.frames, i)) is not None]
+
+    def hints_for(self, batch: list[KeyFrame]) -> list[FrameHint | None]:
+        by_frame = {hit.frame_index: hit for hit in self._look_up(self.probes(batch))}
+        return [FrameHint.of(frame, by_frame.get(frame.index)) for frame in batch]
+
+    def rest(self) -> tuple[list[PageHit], list[str]]:
+        self._look_up([p for p in self.probes() if p.frame_index not in self.looked_up])
+        with self._lock:
+            return sorted(self.hits, key=lambda h: h.frame_index), list(dict.fromkeys(self.problems))
+
+    def _look_up(self, probes: list[PointerProbe]) -> list[PageHit]:
+        hits, problems = locate(self.lanes, self.url, self.frames, probes, self.left)
+        with self._lock:
+            self.looked_up.update(p.frame_index for p in probes)
+            self.hits += hits
+            self.problems += problems
+        return hits
 
 
 def locate(lanes: Lanes, url: str, key_frames: list[KeyFrame], probes: list[PointerProbe],

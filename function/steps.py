@@ -206,14 +206,18 @@ def _agree(name: str, seen: str) -> bool:
 
 def pointer_probes(frames: list[KeyFrame]) -> list[PointerProbe]:
     """The points worth looking up on the live page: where the pointer was when it caused a change."""
-    probes = []
-    for index, frame in enumerate(frames[1:], 1):
-        if frame.changed_region is not None:
-            following = frames[index + 1] if index + 1 < len(frames) else None
-            point = _pointer_for(frame, frame.changed_region, following)
-            if point is not None:
-                probes.append(PointerProbe(index, point.x, point.y))
-    return probes
+    return [probe for index in range(1, len(frames)) if (probe := pointer_probe(frames, index)) is not None]
+
+
+def pointer_probe(frames: list[KeyFrame], index: int) -> PointerProbe | None:
+    """Where the pointer was when it caused frame ``index``'s change (None: no change, or no pointer
+    near it); it needs the frame after (``frames[index + 1]``) where there is one."""
+    frame = frames[index]
+    if index == 0 or frame.changed_region is None:
+        return None
+    following = frames[index + 1] if index + 1 < len(frames) else None
+    point = _pointer_for(frame, frame.changed_region, following)
+    return PointerProbe(index, point.x, point.y) if point is not None else None
 
 
 def _pointer_for(frame: KeyFrame, region: Region, following: KeyFrame | None = None) -> PointerAt | None:

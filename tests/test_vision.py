@@ -20,6 +20,7 @@ from function.models import (AriaNode, FrameAnalysis, FrameHint, Inspection, Key
 from function.records import build_frames, diff_elements
 from function.vision import (
     LOCAL_PROVIDER,
+    batched,
     MAX_IMAGE_EDGE,
     REPORT_TOOL,
     Batch,
@@ -121,7 +122,7 @@ def test_requests_stay_under_the_size_cap(fake: FakeAnthropic, monkeypatch: pyte
     frames = key_frames(7, size=(1280, 720))
     one_image = len(base64.b64encode(frames[0].png))
     monkeypatch.setattr(claude, "MAX_REQUEST_IMAGE_BYTES", int(one_image * 2.5))
-    batches = claude_provider(fake, batch_size=8).batches(frames)
+    batches = batched(claude_provider(fake, batch_size=8), frames)
     assert [len(b.frames) for b in batches] == [2, 2, 2, 1]
 
 
@@ -170,23 +171,47 @@ def test_claude_reads_each_frame_with_what_was_measured_of_it(fake: FakeAnthropi
     assert result.steps[1].target is not None and result.steps[1].target.name == hostile
 
 
+class PerFrame:
+    """A batch of each frame, sent as it comes."""
+
+    def add(self, frame: KeyFrame) -> list[Batch]:
+        return [Batch([frame])]
+
+    def rest(self) -> list[Batch]:
+        return []
+
+
+class AllAtOnce:
+    """Every frame in one batch, at the end."""
+
+    def __init__(self) -> None:
+        self.frames: list[KeyFrame] = []
+
+    def add(self, frame: KeyFrame) -> list[Batch]:
+        self.frames.append(frame)
+        return []
+
+    def rest(self) -> list[Batch]:
+        return [Batch(self.frames)]
+
+
 class Refusing:
     """A provider that fails every batch, as any remote provider can."""
 
-    name, label, max_in_flight = "refusing:test", "the refusing provider", 2
+    name, label, max_in_flight, uses_hints = "refusing:test", "the refusing provider", 2, False
 
-    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
-        return [Batch([f]) for f in frames]
+    def batcher(self) -> PerFrame:
+        return PerFrame()
 
     def read(self, batch: Batch) -> Reading:
         raise ProviderFailed("no thanks")
 
 
 class Echo:
-    name, label, max_in_flight = "echo:test", "the echo provider", 1
+    name, label, max_in_flight, uses_hints = "echo:test", "the echo provider", 1, False
 
-    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
-        return [Batch(frames)]
+    def batcher(self) -> AllAtOnce:
+        return AllAtOnce()
 
     def read(self, batch: Batch) -> Reading:
         return Reading([FrameAnalysis(description=f"frame {f.index}", provider=self.name) for f in batch.frames])
@@ -294,10 +319,10 @@ def test_the_browser_toolbar_is_found_by_its_edge_not_a_fixed_share(size: tuple[
 class ReadsCredentials:
     """A provider that reads URLs with a user and password in them off the screen."""
 
-    name, label, max_in_flight = "creds:test", "the credentials provider", 1
+    name, label, max_in_flight, uses_hints = "creds:test", "the credentials provider", 1, False
 
-    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
-        return [Batch(frames)]
+    def batcher(self) -> AllAtOnce:
+        return AllAtOnce()
 
     def read(self, batch: Batch) -> Reading:
         url = "https://admin:hunter2@shop.example.com:8443/orders?id=7"

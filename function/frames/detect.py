@@ -14,6 +14,7 @@ their PNGs are encoded off the decode loop.
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -58,12 +59,15 @@ def _encode_png(image: np.ndarray) -> bytes:
 class _Extractor:
     """The state of one pass over a video."""
 
-    def __init__(self, limits: Limits, encode_images: bool, rules: Sequence[RuleFactory] = DEFAULT_RULES) -> None:
+    def __init__(self, limits: Limits, encode_images: bool, rules: Sequence[RuleFactory] = DEFAULT_RULES,
+                 on_frame: Callable[[KeyFrame], None] | None = None) -> None:
         self.limits = limits
         self.rule_factories = rules
         self.rules: list[ChangeRule] = []
         self.kept: list[KeyFrame] = []
         self.encodes: list[Future[bytes]] = []
+        self.on_frame = on_frame
+        self.released = 0  # key frames handed to ``on_frame`` (or about to be, once encoded)
         self.pool = ThreadPoolExecutor(max_workers=1) if encode_images else None
         self.width = self.height = 0
         self.scale = 1.0
@@ -119,6 +123,8 @@ class _Extractor:
         self.path = []
         self.pending = []
         self.scrolled, self.scroll_samples = 0, 0
+        if not replace:
+            self.release(len(self.kept))  # the frames before this one are settled (the first can no longer be replaced)
         job = self.pool.submit(_encode_png, item.bgr()) if self.pool is not None else None
         if replace:
             self.kept[0] = frame
@@ -128,6 +134,8 @@ class _Extractor:
             self.kept.append(frame)
             if job is not None:
                 self.encodes.append(job)
+            if frame.index > 0:
+                self.release(len(self.kept))
         self.reference = small
         self.reference_blank = float(small.std()) < BLANK_STD
         self.pending_since = None
@@ -233,11 +241,29 @@ class _Extractor:
             if changes:
                 self.keep(item, small, changes)
 
+    def release(self, upto: int) -> None:
+        """Hand the kept frames before ``upto`` to ``on_frame``, each once its image is encoded.
+
+        The callbacks run in the one encoding thread, in the order the frames were kept (a frame's
+        callback runs before the next frame's image is encoded), so ``on_frame`` sees them in order
+        while decoding goes on."""
+        if self.on_frame is None or self.pool is None:
+            return
+        for frame, job in zip(self.kept[self.released:upto], self.encodes[self.released:upto]):
+            job.add_done_callback(functools.partial(self._hand_over, frame))
+        self.released = max(self.released, upto)
+
+    def _hand_over(self, frame: KeyFrame, job: Future[bytes]) -> None:
+        if job.exception() is None and self.on_frame is not None:
+            frame.png = job.result()
+            self.on_frame(frame)
+
     def close(self, encode: bool) -> None:
         if self.pool is None:
             return
         try:
             if encode:
+                self.release(len(self.kept))
                 for frame, job in zip(self.kept, self.encodes):
                     frame.png = job.result()
         finally:
@@ -250,14 +276,18 @@ class Cancelled(RuntimeError):
 
 def extract(
     path: str | Path, limits: Limits = Limits(), encode_images: bool = True,
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: Callable[[], bool] | None = None, on_frame: Callable[[KeyFrame], None] | None = None,
 ) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
     """Decode ``path`` and return its key frames, what the decoder saw, and warnings.
 
     ``cancelled`` is asked every second of video; when it says yes, decoding stops (``Cancelled``).
+    ``on_frame`` is handed each key frame, image included, as soon as it can no longer change (in
+    order, from another thread, while decoding goes on): the next lanes need not wait for the end of
+    the video. The first frame waits for the second, since a recorder's blank first frame is replaced;
+    every call has returned when ``extract`` does.
     """
     info = probe(path, limits)
-    state = _Extractor(limits, encode_images)
+    state = _Extractor(limits, encode_images, on_frame=on_frame)
     warnings: list[str] = []
     interval = 1000.0 / SAMPLE_FPS
     next_sample = 0.0

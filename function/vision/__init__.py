@@ -6,10 +6,11 @@ batch the main one fails on.
 """
 
 from .claude import MAX_IMAGE_EDGE, REPORT_TOOL, ClaudeProvider, ClaudeSettings, Report, ReportedFrame
-from .core import Analyser, Batch, Provider, ProviderFailed, Reading, Vision
+from .core import Analyser, Batch, Batcher, HintSource, Provider, ProviderFailed, Reading, Vision, VisionStream, batched
 from .local import LOCAL_PROVIDER, LocalProvider
 
 __all__ = [
-    "LOCAL_PROVIDER", "MAX_IMAGE_EDGE", "REPORT_TOOL", "Analyser", "Batch", "ClaudeProvider", "ClaudeSettings",
-    "LocalProvider", "Provider", "ProviderFailed", "Reading", "Report", "ReportedFrame", "Vision",
+    "LOCAL_PROVIDER", "MAX_IMAGE_EDGE", "REPORT_TOOL", "Analyser", "Batch", "Batcher", "ClaudeProvider",
+    "ClaudeSettings", "HintSource", "LocalProvider", "Provider", "ProviderFailed", "Reading", "Report",
+    "ReportedFrame", "Vision", "VisionStream", "batched",
 ]

@@ -202,10 +202,40 @@ class ClaudeSettings:
     max_retries: int = 2
 
 
+class _ClaudeBatcher:
+    """Frames in time order, ``batch_size`` to a request (sent as soon as it is full), fewer when the
+    images would pass the size cap; each image is downscaled and encoded as its frame comes."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.open: Batch | None = None
+        self.size = 0
+
+    def add(self, frame: KeyFrame) -> list[Batch]:
+        data = base64.b64encode(downscaled_png(frame.png)).decode()
+        done = []
+        if self.open is not None and self.size + len(data) > MAX_REQUEST_IMAGE_BYTES:
+            done.append(self.open)
+            self.open = None
+        if self.open is None:
+            self.open, self.size = Batch([], []), 0
+        self.open.frames.append(frame)
+        self.open.payload.append(data)
+        self.size += len(data)
+        if len(self.open.frames) >= self.batch_size:
+            done.append(self.open)
+            self.open = None
+        return done
+
+    def rest(self) -> list[Batch]:
+        return [self.open] if self.open is not None else []
+
+
 class ClaudeProvider:
     """Claude vision through the ``anthropic`` SDK."""
 
     label = "Claude vision"
+    uses_hints = True  # the element the live page has under the pointer goes into the request
 
     def __init__(self, settings: ClaudeSettings) -> None:
         import anthropic
@@ -217,19 +247,8 @@ class ClaudeProvider:
         self.client = anthropic.Anthropic(api_key=settings.api_key, base_url=settings.base_url,
                                           timeout=settings.timeout_s, max_retries=settings.max_retries)
 
-    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
-        """Frames in time order, ``batch_size`` to a request, fewer when the images would pass the size cap."""
-        out: list[Batch] = []
-        size = 0
-        for frame in frames:
-            data = base64.b64encode(downscaled_png(frame.png)).decode()
-            if not out or len(out[-1].frames) >= self.settings.batch_size or size + len(data) > MAX_REQUEST_IMAGE_BYTES:
-                out.append(Batch([], []))
-                size = 0
-            out[-1].frames.append(frame)
-            out[-1].payload.append(data)
-            size += len(data)
-        return out
+    def batcher(self) -> _ClaudeBatcher:
+        return _ClaudeBatcher(self.settings.batch_size)
 
     def _request(self, batch: Batch) -> Any:
         content: list[dict[str, Any]] = []

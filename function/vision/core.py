@@ -1,17 +1,23 @@
-"""The provider-neutral part of vision: batching, fallback and merging.
+"""The provider-neutral part of vision: batching, fallback and merging, while the frames still come.
 
 A provider reads a batch of key frames (with what was measured of each: pointer,
-changed region, the live page's element under the pointer) and returns a ``Reading``; ``Vision`` runs
-the provider's batches (several at once when the provider allows), lets the
-fallback provider read any batch the main one failed on (with a warning), and
-merges the readings into one ``VisionResult`` in time order.
+changed region, the live page's element under the pointer) and returns a ``Reading``; its
+``Batcher`` groups a recording's frames into batches as they arrive. ``VisionStream`` takes the
+frames as the video lane settles them, sends each batch to the provider as soon as it is complete
+(several at once when the provider allows), lets the fallback provider read any batch the main one
+failed on (with a warning), and at the end merges the readings into one ``VisionResult`` in time
+order. ``Vision.analyze`` is the same for a list of frames already at hand.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import contextvars
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -47,20 +53,38 @@ class Reading:
     requests: int = 0  # calls to a remote service it took
 
 
+class Batcher(Protocol):
+    """A provider's grouping of one recording's frames into batches, fed in time order as they come.
+
+    It may start work on a frame as soon as it has it (encoding, OCR), so that reading a batch
+    later is quick."""
+
+    def add(self, frame: KeyFrame) -> list[Batch]: ...  # the batches this frame completed
+
+    def rest(self) -> list[Batch]: ...  # what is left once the last frame is in
+
+
 class Provider(Protocol):
     name: str  # e.g. ``anthropic:<model>`` or the local analyser's name
     label: str  # how a warning names it: "Claude vision", "the local analyser"
     max_in_flight: int  # batches read at once
+    uses_hints: bool  # whether ``read`` looks at the batch's hints (worth waiting for them)
 
-    def batches(self, frames: list[KeyFrame]) -> list[Batch]: ...
+    def batcher(self) -> Batcher: ...
 
     def read(self, batch: Batch) -> Reading: ...
+
+
+HintSource = Callable[[list[KeyFrame]], list[FrameHint | None]]  # a batch's frames → what was measured of each
 
 
 class Analyser(Protocol):
     """What the pipeline needs of vision."""
 
     provider: str
+
+    def open(self, hints_for: HintSource | None = None, on_first_read: Callable[[], None] | None = None
+             ) -> VisionStream: ...
 
     def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult: ...
 
@@ -73,7 +97,23 @@ class Vision:
         self.fallback = fallback
         self.provider = provider.name
 
-    def _read(self, batch: Batch) -> tuple[Reading, str | None]:
+    def open(self, hints_for: HintSource | None = None, on_first_read: Callable[[], None] | None = None
+             ) -> VisionStream:
+        """A stream to add one recording's frames to as they come; ``hints_for`` is asked, just before a
+        batch is read, for what was measured of its frames (only when the provider uses that), and
+        ``on_first_read`` is told when the first batch goes to the provider."""
+        return VisionStream(self, hints_for, on_first_read)
+
+    def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult:
+        """Read every frame; ``hints`` (one per frame, same order) is what was measured of each."""
+        by_index = {frame.index: hint for frame, hint in zip(frames, hints or [])}
+        stream = self.open(lambda batch: [by_index.get(frame.index) for frame in batch])
+        for frame in frames:
+            stream.add(frame)
+        return stream.finish()
+
+    def read(self, batch: Batch) -> tuple[Reading, str | None]:
+        """The main provider's reading of ``batch``, or the fallback's and why the main one failed."""
         try:
             return self.main.read(batch), None
         except ProviderFailed as exc:
@@ -81,45 +121,130 @@ class Vision:
                 raise
             return self.fallback.read(Batch(batch.frames, hints=batch.hints)), str(exc)
 
-    def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult:
-        """Read every frame; ``hints`` (one per frame, same order) is what was measured of each."""
-        batches = self.main.batches(frames) if frames else []
-        by_index = {frame.index: hint for frame, hint in zip(frames, hints or [])}
-        for batch in batches:
-            batch.hints = [by_index.get(frame.index) for frame in batch.frames]
-        with ThreadPoolExecutor(max_workers=max(1, self.main.max_in_flight)) as pool:
-            outcomes = list(pool.map(self._read, batches))
-        result = VisionResult(analyses=[], provider=self.provider)
-        problems: list[str] = []
-        failures: list[str] = []
-        for reading, failure in outcomes:
-            result.analyses.extend(reading.analyses)
-            result.requests += 1 if failure else reading.requests
-            if failure:
-                failures.append(failure)
-                continue
-            result.steps.extend(reading.steps)
-            if reading.observed_problem.strip():
-                problems.append(reading.observed_problem.strip())
-            result.urls_seen.extend(reading.urls_seen)
-            result.input_tokens += reading.input_tokens
-            result.output_tokens += reading.output_tokens
-        if failures and self.fallback is not None:
-            result.warnings.append(
-                f"{self.main.label} failed for {len(failures)} of {len(batches)} request(s) "
-                f"({failures[0]}); {self.fallback.label} stood in for those frames")
-        for analysis in result.analyses:  # a URL read off the screen keeps no credentials and nothing raw
-            analysis.url = _as_url(analysis.url) if analysis.url else analysis.url
-        for step in result.steps:
-            step.value = _as_url(step.value) if step.action == "navigate" and step.value else step.value
-        result.urls_seen = [_as_url(url) for url in result.urls_seen]
-        result.steps.sort(key=lambda s: s.timestamp)
-        result.observed_problem = " ".join(dict.fromkeys(problems))
-        result.urls_seen = list(dict.fromkeys(result.urls_seen))
-        rows = browser_rows(frames[0]) if frames else None
-        for analysis in result.analyses:
-            analysis.browser_rows = rows
-        return result
+
+class VisionStream:
+    """One recording's frames, read while more still come: each batch goes out as soon as it is complete.
+
+    ``add`` never waits (it is called from the video lane's encoding thread); a feeder thread hands
+    the frames to the provider's batcher, and complete batches are read on a pool of
+    ``max_in_flight``. ``finish`` sends what is left and merges everything; ``abandon`` drops it all.
+    Its threads run in the caller's context (log lines keep the request's id).
+    """
+
+    def __init__(self, vision: Vision, hints_for: HintSource | None = None,
+                 on_first_read: Callable[[], None] | None = None) -> None:
+        self.vision = vision
+        self.hints_for = hints_for if vision.main.uses_hints else None
+        self.on_first_read = on_first_read
+        self._context = contextvars.copy_context()
+        self.frames: list[KeyFrame] = []
+        self.reads: list[Future[tuple[Reading, str | None]]] = []
+        self.first_read_at: float | None = None  # monotonic time the first batch went to the provider
+        self.last_read_at: float | None = None  # ... and the last one came back
+        self._batcher = vision.main.batcher()
+        self._incoming: queue.SimpleQueue[KeyFrame | None] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, vision.main.max_in_flight), thread_name_prefix="vision")
+        self._failure: BaseException | None = None
+        self._abandoned = False
+        self._lock = threading.Lock()
+        self._feeder = threading.Thread(target=self._context.copy().run, args=(self._feed,), name="vision-feed",
+                                        daemon=True)
+        self._feeder.start()
+
+    @property
+    def wants_hints(self) -> bool:
+        """Whether batches ask ``hints_for`` before they are read."""
+        return self.hints_for is not None
+
+    def add(self, frame: KeyFrame) -> None:
+        self._incoming.put(frame)
+
+    def finish(self) -> VisionResult:
+        """Read what is left, wait for every batch and merge the readings (the frames in the order added)."""
+        self._incoming.put(None)
+        self._feeder.join()
+        try:
+            if self._failure is not None:
+                raise self._failure
+            outcomes = [read.result() for read in self.reads]
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        return _merged(self.vision, self.frames, outcomes)
+
+    def abandon(self) -> None:
+        """Stop: batches not yet read are dropped (the lane failed or ran out of time)."""
+        self._abandoned = True
+        self._incoming.put(None)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _feed(self) -> None:
+        try:
+            while (frame := self._incoming.get()) is not None:
+                self.frames.append(frame)
+                for batch in self._batcher.add(frame):
+                    self._send(batch)
+            if not self._abandoned:
+                for batch in self._batcher.rest():
+                    self._send(batch)
+        except BaseException as exc:  # noqa: BLE001 - raised again by ``finish``
+            self._failure = exc
+
+    def _send(self, batch: Batch) -> None:
+        if not self._abandoned:
+            self.reads.append(self._pool.submit(self._context.copy().run, self._read, batch))
+
+    def _read(self, batch: Batch) -> tuple[Reading, str | None]:
+        with self._lock:
+            first, self.first_read_at = self.first_read_at is None, self.first_read_at or time.monotonic()
+        if first and self.on_first_read is not None:
+            self.on_first_read()
+        if self.hints_for is not None:
+            batch.hints = self.hints_for(batch.frames)
+        try:
+            return self.vision.read(batch)
+        finally:
+            self.last_read_at = time.monotonic()
+
+
+def batched(provider: Provider, frames: list[KeyFrame]) -> list[Batch]:
+    """The batches ``provider`` makes of ``frames``."""
+    batcher = provider.batcher()
+    return [batch for frame in frames for batch in batcher.add(frame)] + batcher.rest()
+
+
+def _merged(vision: Vision, frames: list[KeyFrame], outcomes: list[tuple[Reading, str | None]]) -> VisionResult:
+    """The readings of a recording's batches as one result: in time order, URLs made safe, failures told."""
+    result = VisionResult(analyses=[], provider=vision.provider)
+    problems: list[str] = []
+    failures: list[str] = []
+    for reading, failure in outcomes:
+        result.analyses.extend(reading.analyses)
+        result.requests += 1 if failure else reading.requests
+        if failure:
+            failures.append(failure)
+            continue
+        result.steps.extend(reading.steps)
+        if reading.observed_problem.strip():
+            problems.append(reading.observed_problem.strip())
+        result.urls_seen.extend(reading.urls_seen)
+        result.input_tokens += reading.input_tokens
+        result.output_tokens += reading.output_tokens
+    if failures and vision.fallback is not None:
+        result.warnings.append(
+            f"{vision.main.label} failed for {len(failures)} of {len(outcomes)} request(s) "
+            f"({failures[0]}); {vision.fallback.label} stood in for those frames")
+    for analysis in result.analyses:  # a URL read off the screen keeps no credentials and nothing raw
+        analysis.url = _as_url(analysis.url) if analysis.url else analysis.url
+    for step in result.steps:
+        step.value = _as_url(step.value) if step.action == "navigate" and step.value else step.value
+    result.urls_seen = [_as_url(url) for url in result.urls_seen]
+    result.steps.sort(key=lambda s: s.timestamp)
+    result.observed_problem = " ".join(dict.fromkeys(problems))
+    result.urls_seen = list(dict.fromkeys(result.urls_seen))
+    rows = browser_rows(frames[0]) if frames else None
+    for analysis in result.analyses:
+        analysis.browser_rows = rows
+    return result
 
 
 def browser_rows(first: KeyFrame) -> int | None:

@@ -3,14 +3,17 @@
 It keeps a model of the text on screen, so each frame says which text appeared and
 which disappeared where; the text lines are the frame's elements (role ``text``), and
 a browser's address bar, when the recording shows one, gives the frame's URL. The
-model runs across the whole sequence, so all frames are one batch.
+model runs across the whole sequence, so all frames are one batch; the OCR of each frame
+starts as soon as the frame comes (``_OcrAhead``), so most of it is done when the batch is read.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -49,21 +52,70 @@ def _overlaps(line: ocr.TextLine, region: Region, margin: int) -> bool:
             and line.y < region.y + region.height + margin and region.y - margin < line.y + line.height)
 
 
+Crop = tuple[int, int, int, int]  # x, y, width, height
+
+
+@dataclass
+class _Read:
+    """What the OCR made (or is making) of a recording's frames: per frame, per kind of crop."""
+
+    toolbar_px: int | None
+    lines: list[dict[str, Future[list[ocr.TextLine]]]]
+
+
+class _OcrAhead:
+    """All frames in one batch, and each frame's OCR started on the shared pool as the frame comes."""
+
+    def __init__(self, provider: LocalProvider) -> None:
+        self.provider = provider
+        self.frames: list[KeyFrame] = []
+        self.read = _Read(None, [])
+
+    def add(self, frame: KeyFrame) -> list[Batch]:
+        image = cv2.imdecode(np.frombuffer(frame.png, np.uint8), cv2.IMREAD_GRAYSCALE) if frame.png else None
+        first = not self.frames
+        if first and image is not None:  # the browser's own rows, if the recording shows them: found once
+            self.read.toolbar_px = ocr.toolbar_height(image)
+        pool = self.provider.pool()
+        self.read.lines.append({kind: pool.submit(_read_crop, image, box)
+                                for kind, box in self.provider.crops(frame, first, self.read.toolbar_px)})
+        self.frames.append(frame)
+        return []
+
+    def rest(self) -> list[Batch]:
+        return [Batch(self.frames, self.read)] if self.frames else []
+
+
+def _read_crop(image: np.ndarray | None, box: Crop) -> list[ocr.TextLine]:
+    x, y, w, h = box
+    return [] if image is None else ocr.read_lines(image[y:y + h, x:x + w], (x, y))
+
+
 class LocalProvider:
     """Offline vision: no network, no key."""
 
     name = LOCAL_PROVIDER
     label = "the local analyser"
     max_in_flight = 1  # one batch; the OCR calls inside it use every core
+    uses_hints = False
 
     def __init__(self, workers: int | None = None, default_scheme: str = "http") -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.default_scheme = default_scheme
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
-    def batches(self, frames: list[KeyFrame]) -> list[Batch]:
-        return [Batch(list(frames))]
+    def pool(self) -> ThreadPoolExecutor:
+        """The OCR workers, shared by every recording in flight (made on first use)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ocr")
+            return self._pool
 
-    def _jobs(self, frame: KeyFrame, first: bool, toolbar_px: int | None) -> list[tuple[str, tuple[int, int, int, int]]]:
+    def batcher(self) -> _OcrAhead:
+        return _OcrAhead(self)
+
+    def crops(self, frame: KeyFrame, first: bool, toolbar_px: int | None) -> list[tuple[str, Crop]]:
         """The crops to read: (kind, (x, y, width, height))."""
         region = frame.changed_region
         if first or region is None:
@@ -80,21 +132,14 @@ class LocalProvider:
 
     def read(self, batch: Batch) -> Reading:
         frames = batch.frames
-        images = [cv2.imdecode(np.frombuffer(f.png, np.uint8), cv2.IMREAD_GRAYSCALE) if f.png else None
-                  for f in frames]
-        # The browser's own rows, if the recording shows them: found once, on the first frame.
-        toolbar_px = ocr.toolbar_height(images[0]) if images and images[0] is not None else None
-        plans = [self._jobs(f, n == 0, toolbar_px) for n, f in enumerate(frames)]
-
-        def read(args: tuple[int, tuple[int, int, int, int]]) -> list[ocr.TextLine]:
-            index, (x, y, w, h) = args
-            image = images[index]
-            return [] if image is None else ocr.read_lines(image[y:y + h, x:x + w], (x, y))
-
-        tasks = [(n, box) for n, plan in enumerate(plans) for _, box in plan]
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            results = iter(list(pool.map(read, tasks)))
-        read_by_frame = [{kind: next(results) for kind, _ in plan} for plan in plans]
+        read = batch.payload
+        if not isinstance(read, _Read):  # a batch made elsewhere (standing in for another provider)
+            ahead = self.batcher()
+            for frame in frames:
+                ahead.add(frame)
+            read = ahead.read
+        toolbar_px = read.toolbar_px
+        read_by_frame = [{kind: lines.result() for kind, lines in crops.items()} for crops in read.lines]
 
         analyses: list[FrameAnalysis] = []
         screen: list[ocr.TextLine] = []
