@@ -138,7 +138,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
     def video_lane() -> tuple[VideoEvidence, list[PointerProbe], list[PageHit], list[str]]:
         grounding = Grounding(lanes, request.seed_url, left)
-        stream = lanes.analyser.open(grounding.hints_for, on_first_read=lambda: _log_phase("vision", "start"))
+        stream = lanes.analyser.open(grounding.hints_for, on_start=lambda: _log_phase("vision", "start"))
         feed = Feed(stream, grounding.frames)
         try:
             key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop, feed.add)
@@ -157,7 +157,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         except BaseException:
             stream.abandon()
             raise
-        spans["vision"] = (int(((stream.first_read_at or read_at) - started) * 1000), int((read_at - started) * 1000))
+        spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
         _log_phase("vision", "end", _length(spans["vision"]))
         spans["video"] = (spans["extract"][0], spans["vision"][1])
         return (VideoEvidence(key_frames, info, vision, warnings + vision.warnings, _length(spans["extract"]),

@@ -83,7 +83,7 @@ class Analyser(Protocol):
 
     provider: str
 
-    def open(self, hints_for: HintSource | None = None, on_first_read: Callable[[], None] | None = None
+    def open(self, hints_for: HintSource | None = None, on_start: Callable[[], None] | None = None
              ) -> VisionStream: ...
 
     def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult: ...
@@ -97,12 +97,12 @@ class Vision:
         self.fallback = fallback
         self.provider = provider.name
 
-    def open(self, hints_for: HintSource | None = None, on_first_read: Callable[[], None] | None = None
+    def open(self, hints_for: HintSource | None = None, on_start: Callable[[], None] | None = None
              ) -> VisionStream:
         """A stream to add one recording's frames to as they come; ``hints_for`` is asked, just before a
         batch is read, for what was measured of its frames (only when the provider uses that), and
-        ``on_first_read`` is told when the first batch goes to the provider."""
-        return VisionStream(self, hints_for, on_first_read)
+        ``on_start`` is told when the provider gets its first frame."""
+        return VisionStream(self, hints_for, on_start)
 
     def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult:
         """Read every frame; ``hints`` (one per frame, same order) is what was measured of each."""
@@ -132,21 +132,19 @@ class VisionStream:
     """
 
     def __init__(self, vision: Vision, hints_for: HintSource | None = None,
-                 on_first_read: Callable[[], None] | None = None) -> None:
+                 on_start: Callable[[], None] | None = None) -> None:
         self.vision = vision
         self.hints_for = hints_for if vision.main.uses_hints else None
-        self.on_first_read = on_first_read
+        self.on_start = on_start
         self._context = contextvars.copy_context()
         self.frames: list[KeyFrame] = []
         self.reads: list[Future[tuple[Reading, str | None]]] = []
-        self.first_read_at: float | None = None  # monotonic time the first batch went to the provider
-        self.last_read_at: float | None = None  # ... and the last one came back
+        self.began_at: float | None = None  # monotonic time the provider got its first frame (vision began)
         self._batcher = vision.main.batcher()
         self._incoming: queue.SimpleQueue[KeyFrame | None] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max_workers=max(1, vision.main.max_in_flight), thread_name_prefix="vision")
         self._failure: BaseException | None = None
         self._abandoned = False
-        self._lock = threading.Lock()
         self._feeder = threading.Thread(target=self._context.copy().run, args=(self._feed,), name="vision-feed",
                                         daemon=True)
         self._feeder.start()
@@ -180,6 +178,10 @@ class VisionStream:
     def _feed(self) -> None:
         try:
             while (frame := self._incoming.get()) is not None:
+                if self.began_at is None:
+                    self.began_at = time.monotonic()
+                    if self.on_start is not None:
+                        self.on_start()
                 self.frames.append(frame)
                 for batch in self._batcher.add(frame):
                     self._send(batch)
@@ -194,16 +196,9 @@ class VisionStream:
             self.reads.append(self._pool.submit(self._context.copy().run, self._read, batch))
 
     def _read(self, batch: Batch) -> tuple[Reading, str | None]:
-        with self._lock:
-            first, self.first_read_at = self.first_read_at is None, self.first_read_at or time.monotonic()
-        if first and self.on_first_read is not None:
-            self.on_first_read()
         if self.hints_for is not None:
             batch.hints = self.hints_for(batch.frames)
-        try:
-            return self.vision.read(batch)
-        finally:
-            self.last_read_at = time.monotonic()
+        return self.vision.read(batch)
 
 
 def batched(provider: Provider, frames: list[KeyFrame]) -> list[Batch]:
