@@ -41,6 +41,10 @@ class PageBlocked(RuntimeError):
     """The page's own URL, or a redirect of it, points where the browser may not go."""
 
 
+class _NotGrounded(Exception):
+    """The page did not load, was blocked, or is not to be found in the frame: no hits from it."""
+
+
 CHROMIUM_ARGS = [
     "--disable-gpu",
     "--disable-background-networking",
@@ -259,10 +263,18 @@ class Inspector:
         The page is opened at the video's size, found inside the first frame (``place``), and each
         point hit-tested. A page that will not load, or that the recording does not show, gives no hits.
         """
-        frame = cv2.imdecode(np.frombuffer(frame_png, np.uint8), cv2.IMREAD_GRAYSCALE) if frame_png else None
-        if frame is None or not probes:
+        if not probes:
             return []
-        return self._run(self._locate(url, frame, probes), timeout_s)
+        with contextlib.closing(self.locator(url, frame_png)) as page:
+            return page.hits(probes, timeout_s)
+
+    def locator(self, url: str, frame_png: bytes) -> PageLocator:
+        """The live page at ``url``, opening (and being placed in ``frame_png``) from now on, for probes
+        that come later: the recording can go on decoding while the page loads."""
+        frame = cv2.imdecode(np.frombuffer(frame_png, np.uint8), cv2.IMREAD_GRAYSCALE) if frame_png else None
+        if frame is None:
+            return PageLocator(self, None)
+        return PageLocator(self, asyncio.run_coroutine_threadsafe(self._open_placed(url, frame), self._event_loop()))
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread
@@ -334,7 +346,9 @@ class Inspector:
             self._browser = None
             return await self._inspect_once(urls)
 
-    async def _locate(self, url: str, frame: np.ndarray, probes: list[PointerProbe]) -> list[PageHit]:
+    async def _open_placed(self, url: str, frame: np.ndarray) -> tuple[Any, Any, Placement] | None:
+        """A context with ``url`` open at the video's size and where it sits in ``frame``; None (and
+        nothing left open) when the page will not load or the frame does not show it."""
         browser = await self._ensure_browser()
         height, width = frame.shape[:2]
         context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=False,
@@ -346,21 +360,30 @@ class Inspector:
             try:
                 response = await page.goto(url, wait_until="load", timeout=self.settings.page_timeout_s * 1000)
                 if response is not None and response.headers.get(BLOCKED_HEADER.lower()):
-                    return []
+                    raise _NotGrounded
                 with contextlib.suppress(Exception):  # a busy network is not a failure
                     await page.wait_for_load_state("networkidle", timeout=NETWORK_QUIET_WAIT_S * 1000)
                 shot = await page.screenshot(type="png", timeout=self.settings.page_timeout_s * 1000)
+            except _NotGrounded:
+                raise
             except Exception as exc:  # noqa: BLE001 - a page that will not load grounds nothing
                 log.info("could not open %s to ground the steps: %s", url, type(exc).__name__)
-                return []
+                raise _NotGrounded from None
             placement = place(cv2.imdecode(np.frombuffer(shot, np.uint8), cv2.IMREAD_GRAYSCALE), frame)
             if placement is None:
-                return []
-            points = [placement.to_page(p.x, p.y) for p in probes]
-            found = await page.evaluate(_HIT_TEST_JS, [[x, y] for x, y in points])
-        finally:
+                raise _NotGrounded
+            return context, page, placement
+        except BaseException as exc:  # cancelled included: nothing stays open
             with contextlib.suppress(Exception):
                 await context.close()
+            if isinstance(exc, _NotGrounded):
+                return None
+            raise
+
+    @staticmethod
+    async def _hit_test(page: Any, placement: Placement, probes: list[PointerProbe]) -> list[PageHit]:
+        points = [placement.to_page(p.x, p.y) for p in probes]
+        found = await page.evaluate(_HIT_TEST_JS, [[x, y] for x, y in points])
         return [PageHit(p.frame_index, p.x, p.y, str(f["role"]), str(f["name"]), str(f["selector"]) or None)
                 for p, f in zip(probes, found) if isinstance(f, dict) and f.get("role")]
 
@@ -453,6 +476,39 @@ class Inspector:
         snapshot.console_errors = console_errors
         snapshot.failed_requests = failed
         return snapshot
+
+
+class PageLocator:
+    """One live page, opened once and placed inside the recording's first frame, hit-tested as probes
+    come. ``hits`` may be called from any thread, any number of times; ``close`` closes the page."""
+
+    def __init__(self, inspector: Inspector, opening: concurrent.futures.Future[Any] | None) -> None:
+        self.inspector, self.opening = inspector, opening
+
+    def hits(self, probes: list[PointerProbe], timeout_s: float | None = None) -> list[PageHit]:
+        """The element under each probe; [] when the page did not load or is not in the recording."""
+        if not probes or self.opening is None:
+            return []
+        started = time.monotonic()
+        try:
+            opened = self.opening.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the page did not open within {timeout_s:g} s") from None
+        if opened is None:
+            return []
+        _, page, placement = opened
+        left = None if timeout_s is None else max(0.1, timeout_s - (time.monotonic() - started))
+        return self.inspector._run(self.inspector._hit_test(page, placement, probes), left)
+
+    def close(self) -> None:
+        if self.opening is None:
+            return
+        if self.opening.cancel():  # still opening: its own cleanup closes the context
+            return
+        with contextlib.suppress(Exception):
+            opened = self.opening.result()
+            if opened is not None:
+                self.inspector._run(opened[0].close(), 10)
 
 
 def _playwright_browser_present(playwright: Any) -> bool:

@@ -41,11 +41,21 @@ class PipelineTimeout(TimeoutError):
     pass
 
 
+class Locator(Protocol):
+    """A live page opened once, hit-tested as the recording's probes come (``aria.PageLocator``)."""
+
+    def hits(self, probes: list[PointerProbe], timeout_s: float | None = None) -> list[PageHit]: ...
+
+    def close(self) -> None: ...
+
+
 class Browser(Protocol):
     def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection: ...
 
     def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
                timeout_s: float | None = None) -> list[PageHit]: ...
+
+    def locator(self, url: str, frame_png: bytes) -> Locator: ...
 
     def close(self) -> None: ...
 
@@ -139,7 +149,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
     def video_lane() -> tuple[VideoEvidence, list[PointerProbe], list[PageHit], list[str]]:
         grounding = Grounding(lanes, request.seed_url, left)
         stream = lanes.analyser.open(grounding.hints_for, on_start=lambda: _log_phase("vision", "start"))
-        feed = Feed(stream, grounding.frames)
+        feed = Feed(stream, grounding)
         try:
             key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop, feed.add)
             feed.finish()
@@ -157,6 +167,8 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         except BaseException:
             stream.abandon()
             raise
+        finally:
+            grounding.close()
         spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
         _log_phase("vision", "end", _length(spans["vision"]))
         spans["video"] = (spans["extract"][0], spans["vision"][1])
@@ -206,36 +218,44 @@ def _log_phase(name: str, event: str, ms: int | None = None) -> None:
 
 
 class Feed:
-    """The extractor's settled frames, passed on to vision one behind: a frame's pointer probe needs
-    the frame after it. ``frames`` is every frame so far, in order (shared with the grounding)."""
+    """The extractor's settled frames, to the grounding at once and to vision one behind: a frame's
+    pointer probe needs the frame after it."""
 
-    def __init__(self, stream: VisionStream, frames: list[KeyFrame]) -> None:
-        self.stream, self.frames = stream, frames
+    def __init__(self, stream: VisionStream, grounding: Grounding) -> None:
+        self.stream, self.grounding = stream, grounding
 
     def add(self, frame: KeyFrame) -> None:
-        self.frames.append(frame)
-        if len(self.frames) >= 2:
-            self.stream.add(self.frames[-2])
+        self.grounding.add(frame)
+        if len(self.grounding.frames) >= 2:
+            self.stream.add(self.grounding.frames[-2])
 
     def finish(self) -> None:
-        if self.frames:
-            self.stream.add(self.frames[-1])
+        if self.grounding.frames:
+            self.stream.add(self.grounding.frames[-1])
 
 
 class Grounding:
     """What the live seed page has under the pointer, for frames as vision reads them.
 
-    A provider that uses hints asks for each batch's (``hints_for``, on vision's threads, while the
-    video is still decoding): its probes are looked up then. ``rest`` looks up what no batch asked
-    for, and gives every hit and problem."""
+    The page starts opening (and is placed in the recording) as soon as the first frame is settled,
+    while the video decodes; probes are then hit-tested on it. A provider that uses hints asks for
+    each batch's (``hints_for``, on vision's threads): its probes are looked up then. ``rest`` looks
+    up what no batch asked for, and gives every hit and problem; ``close`` closes the page.
+    """
 
     def __init__(self, lanes: Lanes, url: str, left: Callable[[], float]) -> None:
         self.lanes, self.url, self.left = lanes, url, left
-        self.frames: list[KeyFrame] = []
+        self.frames: list[KeyFrame] = []  # every settled frame so far, in order
+        self.page: Locator | None = None
         self.looked_up: set[int] = set()  # frame indexes whose probes were looked up
         self.hits: list[PageHit] = []
         self.problems: list[str] = []
         self._lock = threading.Lock()
+
+    def add(self, frame: KeyFrame) -> None:
+        self.frames.append(frame)
+        if len(self.frames) == 1:
+            self.page = self.lanes.browser.locator(self.url, frame.png)
 
     def probes(self, frames: list[KeyFrame] | None = None) -> list[PointerProbe]:
         """The probes of ``frames`` (all so far when None); each needs the frame after it, where there is one."""
@@ -251,13 +271,28 @@ class Grounding:
         with self._lock:
             return sorted(self.hits, key=lambda h: h.frame_index), list(dict.fromkeys(self.problems))
 
+    def close(self) -> None:
+        if self.page is not None:
+            self.page.close()
+
     def _look_up(self, probes: list[PointerProbe]) -> list[PageHit]:
-        hits, problems = locate(self.lanes, self.url, self.frames, probes, self.left)
+        if not probes or self.page is None:
+            return []
+        try:
+            hits = self.page.hits(probes, min(self.left(), self.lanes.config.page_timeout_s * 2))
+            problems = []
+        except Exception as exc:  # noqa: BLE001 - grounding is an improvement, never a reason to fail
+            hits, problems = [], [_not_grounded(self.url, exc)]
         with self._lock:
             self.looked_up.update(p.frame_index for p in probes)
             self.hits += hits
             self.problems += problems
         return hits
+
+
+def _not_grounded(url: str, exc: Exception) -> str:
+    return (f"the steps on {url} could not be checked against the live page ({type(exc).__name__}); "
+            "they are named from the screen")
 
 
 def locate(lanes: Lanes, url: str, key_frames: list[KeyFrame], probes: list[PointerProbe],
@@ -272,8 +307,7 @@ def locate(lanes: Lanes, url: str, key_frames: list[KeyFrame], probes: list[Poin
     try:
         return lanes.browser.locate(url, key_frames[first].png, probes, budget), []
     except Exception as exc:  # noqa: BLE001 - grounding is an improvement, never a reason to fail
-        return [], [f"the steps on {url} could not be checked against the live page ({type(exc).__name__}); "
-                    "they are named from the screen"]
+        return [], [_not_grounded(url, exc)]
 
 
 def relocate(video: VideoEvidence, probes: list[PointerProbe], inspection: Inspection, hits: list[PageHit],
