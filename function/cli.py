@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stderr.isatty():  # on a terminal: each phase as it starts and ends, and only warnings besides
         for handler in logging.getLogger().handlers:
             handler.setLevel(logging.WARNING)
-        logging.getLogger("scope.pipeline").addHandler(PhaseProgress(sys.stderr))
+        pipeline_log = logging.getLogger("scope.pipeline")
+        pipeline_log.setLevel(logging.DEBUG)  # decoding's progress comes at debug level
+        pipeline_log.addHandler(PhaseProgress(sys.stderr))
     config = dataclasses.replace(config_module.load(), allow_private_urls=not args.no_private_urls)
     if config.allow_private_urls:
         print("note: loopback and private URLs are allowed (a local tool); --no-private-urls refuses them",
@@ -72,14 +74,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class PhaseProgress(logging.Handler):
-    """The pipeline's phases on a terminal: a line when one starts, ticked off with its time when it ends."""
+    """The pipeline's phases on a terminal: a line when one starts, ticked off with its time when it
+    ends; decoding draws a bar on its line as it goes (phases that start meanwhile go below it)."""
 
     NAMES = {"extract": "decoding the video", "grounding": "finding the elements under the pointer",
              "vision": "reading the key frames", "browser": "opening the page", "later pages": "opening later pages"}
+    BAR = 24
 
     def __init__(self, stream: TextIO) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.stream = stream
+        self.bar_open = False  # the cursor is at the end of a progress bar's line
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", {}) or {}
@@ -87,10 +92,17 @@ class PhaseProgress(logging.Handler):
         if phase is None:
             return
         name = self.NAMES.get(phase, phase)
-        if event == "start":
-            self.stream.write(f"  … {name}\n")
+        if event == "progress":
+            done = min(1.0, fields.get("ms", 0) / max(1, fields.get("of", 0)))
+            filled = round(done * self.BAR)
+            self.stream.write(f"\r  … {name} [{'█' * filled}{'░' * (self.BAR - filled)}] {done:4.0%}")
+            self.bar_open = True
         else:
-            self.stream.write(f"  ✓ {name} ({fields.get('ms', 0) / 1000:.1f} s)\n")
+            line = f"  … {name}" if event == "start" else f"  ✓ {name} ({fields.get('ms', 0) / 1000:.1f} s)"
+            if self.bar_open:  # end the bar's line; an end of decoding takes its place
+                self.stream.write("\r" + " " * (len(name) + self.BAR + 14) + "\r" if phase == "extract" else "\n")
+                self.bar_open = False
+            self.stream.write(line + "\n")
         self.stream.flush()
 
 

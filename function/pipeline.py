@@ -79,7 +79,14 @@ def check_seed_url(url: str, lanes: Lanes) -> None:
 def extract(path: Path, config: Config, stop: threading.Event | None = None,
             on_frame: Callable[[KeyFrame], None] | None = None) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
     limits = frames_lane.Limits(config.max_video_seconds, config.max_video_pixels, config.max_frames)
-    return frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None, on_frame=on_frame)
+    return frames_lane.extract(path, limits, cancelled=stop.is_set if stop else None, on_frame=on_frame,
+                               on_position=_log_position)
+
+
+def _log_position(ms: int, duration_ms: int) -> None:
+    """How far decoding is, at debug level (a line per second of video): the CLI draws its bar from it."""
+    log.debug("extract at %d of %d ms", ms, duration_ms,
+              extra={"fields": {"phase": "extract", "event": "progress", "ms": ms, "of": duration_ms}})
 
 
 def more_urls(seed_url: str, seen: list[str], cap: int) -> list[str]:

@@ -569,7 +569,8 @@ def test_cli_shows_its_phases_on_a_terminal_and_nothing_extra_when_piped(tmp_pat
     assert on_terminal.returncode == 0, text
     for phase in ("decoding the video", "reading the key frames", "opening the page"):
         assert f"… {phase}" in text and f"✓ {phase} (" in text, text
-    assert '"severity": "INFO"' not in text  # only the phases (and warnings) on a terminal
+    assert "█" in text and "%" in text  # decoding draws its progress bar
+    assert '"severity": "INFO"' not in text and "extract at" not in text  # only the phases (and warnings)
     piped = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0 and "✓" not in piped.stderr and "…" not in piped.stderr
 

@@ -277,10 +277,12 @@ class Cancelled(RuntimeError):
 def extract(
     path: str | Path, limits: Limits = Limits(), encode_images: bool = True,
     cancelled: Callable[[], bool] | None = None, on_frame: Callable[[KeyFrame], None] | None = None,
+    on_position: Callable[[int, int], None] | None = None,
 ) -> tuple[list[KeyFrame], VideoInfo, list[str]]:
     """Decode ``path`` and return its key frames, what the decoder saw, and warnings.
 
     ``cancelled`` is asked every second of video; when it says yes, decoding stops (``Cancelled``).
+    ``on_position`` is told, every second of video, how far decoding is and how long the video is (ms).
     ``on_frame`` is handed each key frame, image included, as soon as it can no longer change (in
     order, from another thread, while decoding goes on): the next lanes need not wait for the end of
     the video. The first frame waits for the second, since a recorder's blank first frame is replaced;
@@ -297,8 +299,11 @@ def extract(
     try:
         for item in decode(path, limits, warnings):
             decoded += 1
-            if cancelled is not None and item.ms // 1000 != last_ms // 1000 and cancelled():
-                raise Cancelled("stopped: the request's deadline passed")
+            if item.ms // 1000 != last_ms // 1000:
+                if cancelled is not None and cancelled():
+                    raise Cancelled("stopped: the request's deadline passed")
+                if on_position is not None:
+                    on_position(item.ms, info.duration_ms)
             last_ms = item.ms
             if item.ms + 1 < next_sample:
                 continue
