@@ -30,8 +30,6 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 BODY_GRACE_S = 10.0  # the first seconds of a body are not held to the minimum rate (slow starts)
 REQUEST_THREADS = 16
-
-
 PREFETCH = 4 * 1024 * 1024  # body bytes read ahead of the app
 HANDOVER = 256 * 1024  # the app's read waits for this much (or the end of the body) ...
 HANDOVER_WAIT_S = 0.05  # ... for at most this long, then takes what has come

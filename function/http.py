@@ -182,7 +182,7 @@ def _drain_body(response: Response) -> None:
     """
     if request.environ.get("SERVER_PROTOCOL", "").startswith("HTTP/2"):
         if request.method in BODY_METHODS:
-            response.response = iter([response.get_data()])
+            _leave_unread(response, close=False)
         return
     length = request.content_length
     started = g.get("body_started", False)
@@ -207,8 +207,14 @@ def _drain_body(response: Response) -> None:
         except (OSError, ClientDisconnected, upload.BodyStalled):
             drained = False  # the client is gone: nothing more to read, close the connection
     if not drained:
-        body = response.get_data()
-        response.response = iter([body])
+        _leave_unread(response, close=True)
+
+
+def _leave_unread(response: Response, close: bool) -> None:
+    """Make ``response`` a streamed one, so the framework does not read the rest of the body itself
+    before answering; ``close`` ends the HTTP/1.1 connection after it."""
+    response.response = iter([response.get_data()])
+    if close:
         response.headers["Connection"] = "close"
 
 

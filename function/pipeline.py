@@ -162,15 +162,14 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
             feed.finish()
             if progress is not None:
                 progress("reading frames")
-            if stream.wants_hints:  # the batches look up their own frames: the rest once they are all out
-                vision = stream.finish()
-                read_at = time.monotonic()
-                hits, problems = timed("grounding", grounding.rest)
-            else:  # vision does not wait for the live page: it is looked up meanwhile
-                looked_up = aside.submit(contextvars.copy_context().run, timed, "grounding", grounding.rest)
-                vision = stream.finish()
-                read_at = time.monotonic()
-                hits, problems = looked_up.result(timeout=left())
+            # Batches that wait for hints look up their own frames, so the rest waits until all are out;
+            # otherwise vision does not wait for the live page, and it is looked up meanwhile.
+            looked_up = (None if stream.wants_hints else
+                         aside.submit(contextvars.copy_context().run, timed, "grounding", grounding.rest))
+            vision = stream.finish()
+            read_at = time.monotonic()
+            hits, problems = (timed("grounding", grounding.rest) if looked_up is None
+                              else looked_up.result(timeout=left()))
         except BaseException:
             stream.abandon()
             raise

@@ -204,14 +204,10 @@ def _agree(name: str, seen: str) -> bool:
     return _shares_word(a, b) or difflib.SequenceMatcher(None, a, b).ratio() >= 0.7
 
 
-def pointer_probes(frames: list[KeyFrame]) -> list[PointerProbe]:
-    """The points worth looking up on the live page: where the pointer was when it caused a change."""
-    return [probe for index in range(1, len(frames)) if (probe := pointer_probe(frames, index)) is not None]
-
-
 def pointer_probe(frames: list[KeyFrame], index: int) -> PointerProbe | None:
-    """Where the pointer was when it caused frame ``index``'s change (None: no change, or no pointer
-    near it); it needs the frame after (``frames[index + 1]``) where there is one."""
+    """A point worth looking up on the live page: where the pointer was when it caused frame
+    ``index``'s change (None: no change, or no pointer near it); it needs the frame after
+    (``frames[index + 1]``) where there is one."""
     frame = frames[index]
     if index == 0 or frame.changed_region is None:
         return None
