@@ -43,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     if sys.stderr.isatty():  # on a terminal: each phase as it starts and ends, and only warnings besides
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.WARNING)
-        pipeline_log = logging.getLogger("scope.pipeline")
-        pipeline_log.setLevel(logging.DEBUG)  # decoding's progress comes at debug level
-        pipeline_log.addHandler(PhaseProgress(sys.stderr))
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.addHandler(PhaseProgress(sys.stderr))
+        logging.getLogger("scope").setLevel(logging.DEBUG)  # the phases' progress comes at debug level
     config = dataclasses.replace(config_module.load(), allow_private_urls=not args.no_private_urls)
     if config.allow_private_urls:
         print("note: loopback and private URLs are allowed (a local tool); --no-private-urls refuses them",
@@ -74,36 +74,49 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class PhaseProgress(logging.Handler):
-    """The pipeline's phases on a terminal: a line when one starts, ticked off with its time when it
-    ends; decoding draws a bar on its line as it goes (phases that start meanwhile go below it)."""
+    """The pipeline's phases on a terminal: while a phase runs it has a line at the bottom, with a bar
+    once it tells how far it is; when it ends, a ticked line with its time goes above the running ones,
+    as does any warning (the only other log lines shown)."""
 
     NAMES = {"extract": "decoding the video", "grounding": "finding the elements under the pointer",
-             "vision": "reading the key frames", "browser": "opening the page", "later pages": "opening later pages"}
+             "vision": "reading the key frames", "browser": "opening the page", "later pages": "opening later pages",
+             "prompt": "writing the prompt"}
     BAR = 24
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(logging.DEBUG)
         self.stream = stream
-        self.bar_open = False  # the cursor is at the end of a progress bar's line
+        self.running: dict[str, str] = {}  # phase → its line while it runs, in the order they started
+        self.drawn = 0  # lines of running phases at the bottom of the terminal
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", {}) or {}
         phase, event = fields.get("phase"), fields.get("event")
-        if phase is None:
+        if (phase is None and record.levelno < logging.WARNING) or (event == "progress" and phase not in self.running):
             return
         name = self.NAMES.get(phase, phase)
-        if event == "progress":
-            done = min(1.0, fields.get("ms", 0) / max(1, fields.get("of", 0)))
-            filled = round(done * self.BAR)
-            self.stream.write(f"\r  … {name} [{'█' * filled}{'░' * (self.BAR - filled)}] {done:4.0%}")
-            self.bar_open = True
+        out = "\x1b[F" * self.drawn + "\x1b[J"  # back to the first running line; clear below
+        if phase is None:
+            out += f"  ! {record.getMessage()}\n"
+        elif event == "end":
+            self.running.pop(phase, None)
+            out += f"  ✓ {name} ({fields.get('ms', 0) / 1000:.1f} s)\n"
+        elif event == "start":
+            self.running[phase] = f"  … {name}"
         else:
-            line = f"  … {name}" if event == "start" else f"  ✓ {name} ({fields.get('ms', 0) / 1000:.1f} s)"
-            if self.bar_open:  # end the bar's line; an end of decoding takes its place
-                self.stream.write("\r" + " " * (len(name) + self.BAR + 14) + "\r" if phase == "extract" else "\n")
-                self.bar_open = False
-            self.stream.write(line + "\n")
+            self.running[phase] = f"  … {name} " + self.bar(fields.get("done", 0), fields.get("of", 0),
+                                                            fields.get("unit", ""))
+        out += "".join(line + "\n" for line in self.running.values())
+        self.drawn = len(self.running)
+        self.stream.write(out)
         self.stream.flush()
+
+    def bar(self, done: int, of: int, unit: str) -> str:
+        """``[████░░░░]  50%``, with the count when it is of things (frames, pages) rather than time."""
+        share = min(1.0, done / of) if of > 0 else 0.0
+        filled = round(share * self.BAR)
+        count = f" {done}/{of} {unit}" if unit != "ms" else ""
+        return f"[{'█' * filled}{'░' * (self.BAR - filled)}] {share:4.0%}{count}"
 
 
 EXAMPLES = """examples:

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 _request: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("scope_request", default={})
 
@@ -43,6 +43,20 @@ class CloudLoggingFormatter(logging.Formatter):
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)  # read by Error Reporting
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def phase(logger: logging.Logger, name: str, event: Literal["start", "end"], ms: int | None = None) -> None:
+    """A phase of a request's work starting or ending, as a line with fields (the CLI draws from these)."""
+    fields: dict[str, object] = {"phase": name, "event": event}
+    if ms is not None:
+        fields["ms"] = ms
+    logger.info("%s %s", name, "started" if event == "start" else "ended", extra={"fields": fields})
+
+
+def progress(logger: logging.Logger, name: str, done: int, of: int, unit: str) -> None:
+    """How far a phase is (``done`` of ``of`` ``unit``), at debug level: the CLI's bars, not the service's logs."""
+    logger.debug("%s at %d of %d %s", name, done, of, unit,
+                 extra={"fields": {"phase": name, "event": "progress", "done": done, "of": of, "unit": unit}})
 
 
 def setup() -> None:

@@ -3,8 +3,8 @@
 The video lane and the browser lane (aria) run concurrently. The video lane streams: each key
 frame goes on, as soon as the decoder has settled it, to vision (a batch is read as soon as it is
 complete) and, where vision uses it, to the live page for the element under the pointer; decoding
-goes on meanwhile. Once the video lane has read the recording, the same-origin pages it showed the
-user visiting are inspected too, and the user's steps are inferred from both.
+goes on meanwhile. Each same-origin page the recording shows the user visiting is opened by the
+browser lane as soon as vision reads its URL, and the user's steps are inferred from both.
 Nothing here stores anything: ``records`` turns the evidence into a session.
 """
 
@@ -22,12 +22,13 @@ from typing import Callable, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from . import frames as frames_lane
+from . import logs
 from . import steps as steps_inference
 from .config import Config
 from .models import (FrameHint, Inspection, KeyFrame, PageHit, PointerProbe, ProcessingPhase, RecordingEvidence,
                      RecordingRequest, VideoEvidence, VideoInfo)
 from .urlguard import Resolver, decide, system_resolver
-from .vision import Analyser, VisionStream
+from .vision import Analyser, StreamEvents, VisionStream
 
 log = logging.getLogger("scope.pipeline")
 T = TypeVar("T")
@@ -84,29 +85,30 @@ def extract(path: Path, config: Config, stop: threading.Event | None = None,
 
 
 def _log_position(ms: int, duration_ms: int) -> None:
-    """How far decoding is, at debug level (a line per second of video): the CLI draws its bar from it."""
-    log.debug("extract at %d of %d ms", ms, duration_ms,
-              extra={"fields": {"phase": "extract", "event": "progress", "ms": ms, "of": duration_ms}})
+    """How far decoding is (a line per second of video): the CLI draws its bar from it."""
+    logs.progress(log, "extract", ms, duration_ms, "ms")
 
 
-def more_urls(seed_url: str, seen: list[str], cap: int) -> list[str]:
-    """URLs the recording showed, on the seed's origin, new, at most ``cap - 1`` (the seed comes first).
+def later_page(seed_url: str, url: str) -> str | None:
+    """``url`` as a page to open after the seed: on the seed's origin and not the seed itself, else None.
 
     A browser's address bar hides the scheme, so a URL read from it takes the seed's.
     """
     seed = urlsplit(seed_url)
     default_port = 443 if seed.scheme == "https" else 80
-    out: list[str] = []
-    for url in seen:
-        try:
-            parts = urlsplit(url)
-            same = parts.hostname == seed.hostname and (parts.port or default_port) == (seed.port or default_port)
-        except ValueError:
-            continue
-        candidate = urlunsplit((seed.scheme, parts.netloc, parts.path or "/", parts.query, parts.fragment))
-        if same and candidate != seed_url and candidate not in out:
-            out.append(candidate)
-    return out[: max(0, cap - 1)]
+    try:
+        parts = urlsplit(url)
+        same = parts.hostname == seed.hostname and (parts.port or default_port) == (seed.port or default_port)
+    except ValueError:
+        return None
+    candidate = urlunsplit((seed.scheme, parts.netloc, parts.path or "/", parts.query, parts.fragment))
+    return candidate if same and candidate != seed_url else None
+
+
+def more_urls(seed_url: str, seen: list[str], cap: int) -> list[str]:
+    """URLs the recording showed, on the seed's origin, new, at most ``cap - 1`` (the seed comes first)."""
+    pages = [page for url in seen if (page := later_page(seed_url, url)) is not None]
+    return list(dict.fromkeys(pages))[: max(0, cap - 1)]
 
 
 def merge(first: Inspection, more: Inspection) -> Inspection:
@@ -116,7 +118,7 @@ def merge(first: Inspection, more: Inspection) -> Inspection:
 
 
 Progress = Callable[[ProcessingPhase], None]  # told when processing reaches a phase (lanes' threads call it)
-PHASES: dict[str, ProcessingPhase] = {"extract": "decoding", "later pages": "inspecting pages"}
+PHASES: dict[str, ProcessingPhase] = {"extract": "decoding"}
 
 
 def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = None) -> RecordingEvidence:
@@ -140,14 +142,14 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
     def timed(name: str, fn: Callable[..., T], *args: object) -> T:
         """Run a phase, keep when it ran (so the lanes' overlap can be seen) and log its start and end."""
         begun = time.monotonic()
-        _log_phase(name, "start")
+        logs.phase(log, name, "start")
         if progress is not None and name in PHASES:
             progress(PHASES[name])
         try:
             return fn(*args)
         finally:
             spans[name] = (int((begun - started) * 1000), int((time.monotonic() - started) * 1000))
-            _log_phase(name, "end", spans[name][1] - spans[name][0])
+            logs.phase(log, name, "end", spans[name][1] - spans[name][0])
 
     def submit(fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn`` on the pool with this request's context (its log lines keep the request id)."""
@@ -155,7 +157,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
     def video_lane() -> tuple[VideoEvidence, list[PointerProbe], list[PageHit], list[str]]:
         grounding = Grounding(lanes, request.seed_url, left)
-        stream = lanes.analyser.open(grounding.hints_for, on_start=lambda: _log_phase("vision", "start"))
+        stream = lanes.analyser.open(grounding.hints_for, VisionEvents(later))
         feed = Feed(stream, grounding)
         try:
             key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop, feed.add)
@@ -176,13 +178,14 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         finally:
             grounding.close()
         spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
-        _log_phase("vision", "end", _length(spans["vision"]))
+        logs.phase(log, "vision", "end", _length(spans["vision"]))
         spans["video"] = (spans["extract"][0], spans["vision"][1])
         return (VideoEvidence(key_frames, info, vision, warnings + vision.warnings, _length(spans["extract"]),
                               _length(spans["vision"])), grounding.probes(), hits, problems)
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
     aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grounding")
+    later = LaterPages(lanes, request.seed_url, left)
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
         video_future = submit(video_lane)
@@ -192,11 +195,10 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
             if progress is not None:
                 progress("inspecting pages")
             inspection = browser_future.result(timeout=left())
-            extra = [u for u in more_urls(request.seed_url, video.vision.urls_seen, config.max_urls)
-                     if decide(u, lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed]
-            if extra:  # pages the recording visited, seen once the video lane has read it
-                more = submit(timed, "later pages", lanes.browser.inspect, extra, left())
-                inspection = merge(inspection, more.result(timeout=left()))
+            more = later.collect(more_urls(request.seed_url, video.vision.urls_seen, config.max_urls))
+            if more is not None:  # pages the recording visited, most opened while it was still read
+                inspection = merge(inspection, more)
+                spans["later pages"] = (int((later.began_at - started) * 1000), int((later.ended_at - started) * 1000))
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
@@ -204,6 +206,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         aside.shutdown(wait=False, cancel_futures=True)
+        later.close()
     if not any(s.success for s in inspection.snapshots if s.url == request.seed_url):
         problems = []  # the seed page's failure is already a warning of its own
     steps = steps_inference.merge_steps(steps_inference.infer(video.key_frames, video.vision.analyses, hits),
@@ -215,12 +218,82 @@ def _length(span: tuple[int, int]) -> int:
     return span[1] - span[0]
 
 
-def _log_phase(name: str, event: str, ms: int | None = None) -> None:
-    """A phase's start or end, as a log line with fields (the CLI draws its progress from these)."""
-    fields: dict[str, object] = {"phase": name, "event": event}
-    if ms is not None:
-        fields["ms"] = ms
-    log.info("%s %s", name, "started" if event == "start" else "ended", extra={"fields": fields})
+class VisionEvents(StreamEvents):
+    """What the vision stream tells, turned into the vision phase's log lines; each URL it reads is a
+    later page to open."""
+
+    def __init__(self, later: LaterPages) -> None:
+        self.later = later
+
+    def started(self) -> None:
+        logs.phase(log, "vision", "start")
+
+    def url_seen(self, url: str) -> None:
+        self.later.open(url)
+
+    def frames_read(self, done: int, handed: int) -> None:
+        logs.progress(log, "vision", done, handed, "frames")
+
+
+class LaterPages:
+    """The pages the recording goes on to visit, each opened by the browser lane as soon as vision
+    reads its URL, while the video is still decoded and read: at most ``max_urls - 1`` of them early.
+
+    ``collect`` takes the final list (read from the whole recording), opens what is not open yet,
+    and merges the inspections in that list's order; a page opened early for a URL not on it is left
+    out, so the evidence does not depend on the order in which frames were read.
+    """
+
+    def __init__(self, lanes: Lanes, seed_url: str, left: Callable[[], float]) -> None:
+        self.lanes, self.seed_url, self.left = lanes, seed_url, left
+        self.cap = max(0, lanes.config.max_urls - 1)
+        self.began_at = self.ended_at = 0.0  # monotonic times the first page was opened and all were in
+        self._context = contextvars.copy_context()  # ``open`` is called on vision's threads
+        self._pool = ThreadPoolExecutor(max_workers=max(1, self.cap), thread_name_prefix="pages")
+        self._pages: dict[str, Future[Inspection | None]] = {}
+        self._finished = 0
+        self._lock = threading.Lock()
+
+    def open(self, url: str, early: bool = True) -> Future[Inspection | None] | None:
+        """Start inspecting ``url`` as a later page (unless it is none, is open, or the early cap is reached)."""
+        page = later_page(self.seed_url, url)
+        with self._lock:
+            if page is None or page in self._pages or (early and len(self._pages) >= self.cap):
+                return self._pages.get(page) if page is not None else None
+            if not self._pages:
+                self.began_at = time.monotonic()
+                self._context.copy().run(logs.phase, log, "later pages", "start")
+            self._pages[page] = self._pool.submit(self._context.copy().run, self._inspect, page)
+            return self._pages[page]
+
+    def collect(self, urls: list[str]) -> Inspection | None:
+        """The inspection of ``urls`` (later pages, in order), or None when there are none the lane may open."""
+        opened = [page for url in urls if (page := self.open(url, early=False)) is not None]
+        inspections = [inspection for page in opened if (inspection := page.result(timeout=self.left())) is not None]
+        if self._pages:
+            self.ended_at = time.monotonic()
+            logs.phase(log, "later pages", "end", int((self.ended_at - self.began_at) * 1000))
+        if not inspections:
+            return None
+        first, *rest = inspections
+        for inspection in rest:
+            first = merge(first, inspection)
+        return first
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _inspect(self, url: str) -> Inspection | None:
+        config = self.lanes.config
+        if not decide(url, self.lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed:
+            return None
+        try:
+            return self.lanes.browser.inspect([url], self.left())
+        finally:
+            with self._lock:
+                self._finished += 1
+                finished, pages = self._finished, len(self._pages)
+            logs.progress(log, "later pages", finished, pages, "pages")
 
 
 class Feed:

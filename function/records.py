@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import prompts
+from . import logs, prompts
 from .auth import frame_path
 from .models import (
     AriaNode,
@@ -221,6 +221,8 @@ class Records:
         """Build the session from ``evidence``, render its prompt, claim its id with a ``processing``
         record (or use the one ``accept`` claimed), store its objects, then the finished record."""
         rendering: list[float] = []
+        logs.phase(log, "prompt", "start")
+        began_writing = time.monotonic()
 
         def make(session_id: str) -> Session:
             built = build_session(session_id, request, evidence, self.pricing)
@@ -266,6 +268,7 @@ class Records:
             else:
                 self._remove_results(session.id)  # the accepted video stays: a retry starts from it
             raise
+        logs.phase(log, "prompt", "end", int((time.monotonic() - began_writing) * 1000))
         log.info("recording processed", extra={"fields": {
             "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
             "frames": len(session.frames)}})
@@ -275,21 +278,23 @@ class Records:
                       video_stored: bool = False) -> list[str]:
         """Write every object of the session (video, frame images, snapshots, prompt); return their keys."""
         prefix = session_prefix(session.id)
-        keys = [video_key(session.id, request.mime_type)]
-        if not video_stored:
-            self.store.put_file(keys[0], request.video_path, request.mime_type)
+        video = video_key(session.id, request.mime_type)
+        objects: list[tuple[str, bytes | Path, str]] = [] if video_stored else [(video, request.video_path,
+                                                                                  request.mime_type)]
         for frame, key_frame in zip(session.frames, evidence.video.key_frames):
-            keys.append(frame_key(session.id, frame.id))
-            self.store.put_bytes(keys[-1], key_frame.png, "image/png")
+            objects.append((frame_key(session.id, frame.id), key_frame.png, "image/png"))
         for n, snap in enumerate(evidence.inspection.snapshots):
-            keys.append(f"{prefix}snapshots/{n}.yaml")
-            self.store.put_bytes(keys[-1], snap.aria_tree.encode(), "application/yaml")
+            objects.append((f"{prefix}snapshots/{n}.yaml", snap.aria_tree.encode(), "application/yaml"))
             if snap.screenshot:
-                keys.append(f"{prefix}screenshots/{n}.png")
-                self.store.put_bytes(keys[-1], snap.screenshot, "image/png")
-        keys.append(prompt_key(session.id))
-        self.store.put_bytes(keys[-1], session.prompt.encode(), "text/markdown")
-        return keys
+                objects.append((f"{prefix}screenshots/{n}.png", snap.screenshot, "image/png"))
+        objects.append((prompt_key(session.id), session.prompt.encode(), "text/markdown"))
+        for done, (key, data, content_type) in enumerate(objects, 1):
+            if isinstance(data, Path):
+                self.store.put_file(key, data, content_type)
+            else:
+                self.store.put_bytes(key, data, content_type)
+            logs.progress(log, "prompt", done, len(objects), "objects")
+        return ([video] if video_stored else []) + [key for key, _, _ in objects]
 
     def _claim(self, make: Callable[[str], Session]) -> Session:
         """A session under a new id, its record created only if the id was free (a taken id draws another)."""

@@ -567,10 +567,13 @@ def test_cli_shows_its_phases_on_a_terminal_and_nothing_extra_when_piped(tmp_pat
     os.close(primary)
     text = shown.decode()
     assert on_terminal.returncode == 0, text
-    for phase in ("decoding the video", "reading the key frames", "opening the page"):
+    for phase in ("decoding the video", "reading the key frames", "opening the page", "writing the prompt"):
         assert f"… {phase}" in text and f"✓ {phase} (" in text, text
-    assert "█" in text and "%" in text  # decoding draws its progress bar
-    assert '"severity": "INFO"' not in text and "extract at" not in text  # only the phases (and warnings)
+    assert re.search(r"… decoding the video \[[█░]{24}\] +\d+%", text), text  # decoding's bar, by time
+    assert re.search(r"… reading the key frames \[[█░]{24}\] +\d+% \d+/\d+ frames", text), text
+    assert re.search(r"… writing the prompt \[[█░]{24}\] +\d+% \d+/\d+ objects", text), text
+    assert '"severity"' not in text and "extract at" not in text  # only the phases, and warnings as lines
+    assert "  ! SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open loopback" in text
     piped = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0 and "✓" not in piped.stderr and "…" not in piped.stderr
 

@@ -1,9 +1,12 @@
 """The video lane streams: key frames leave the decoder while it still decodes, vision reads a batch
-as soon as it is complete, and the pipeline's vision span begins inside its decoding span. Each
-test checks an order of events, never a duration."""
+as soon as it is complete, the pipeline's vision span begins inside its decoding span, and a page
+the recording visits is opened as soon as its URL is read. Each test checks an order of events,
+never a duration."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,8 +19,9 @@ from function import pipeline
 from function.aria import BrowserSettings, Inspector
 from function.config import Config
 from function.frames import extract
-from function.models import KeyFrame, RecordingRequest
-from function.vision import ClaudeProvider, ClaudeSettings, LocalProvider, Vision
+from function.models import FrameAnalysis, KeyFrame, RecordingRequest
+from function.vision import (Batch, Batcher, ClaudeProvider, ClaudeSettings, FrameSink, LocalProvider, Reading,
+                             StreamEvents, Vision)
 from test_vision import key_frames
 
 RECORDING = "todomvc_basic_1280_vp9.webm"
@@ -78,3 +82,115 @@ def test_the_pipeline_reads_frames_while_it_still_decodes(recordings: Path, page
     extract_span, vision_span = evidence.spans["extract"], evidence.spans["vision"]
     assert vision_span[0] < extract_span[1] <= vision_span[1], evidence.spans
     assert len(evidence.video.vision.analyses) == len(evidence.video.key_frames)
+
+
+class Heard:
+    """A sink that keeps what a batcher tells early."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.done: list[int] = []
+        self.lock = threading.Lock()
+
+    def url_seen(self, url: str) -> None:
+        with self.lock:
+            self.urls.append(url)
+
+    def frame_done(self, frame: KeyFrame) -> None:
+        with self.lock:
+            self.done.append(frame.index)
+
+
+def test_the_local_analyser_tells_each_address_bar_url_before_its_batch_is_read(recordings: Path) -> None:
+    truth = json.loads((recordings / "todomvc_browser_1280_vp9.json").read_text())
+    frames = extract(recordings / "todomvc_browser_1280_vp9.webm")[0]
+    heard = Heard()
+    batcher = LocalProvider().batcher(heard)
+    for frame in frames:
+        assert batcher.add(frame) == []  # one batch, at the end
+    deadline = time.monotonic() + 60
+    while len(set(heard.done)) < len(frames):  # each frame told once its crops are read
+        assert time.monotonic() < deadline, f"{len(set(heard.done))} of {len(frames)} frames told"
+        time.sleep(0.05)
+    assert sorted(set(heard.done)) == [f.index for f in frames]
+    assert set(heard.urls) == set(truth["urls_visited"])  # all of them, and no batch read yet
+
+
+def test_the_stream_tells_each_url_once_and_how_many_frames_are_read(fake: FakeAnthropic) -> None:
+    vision = Vision(ClaudeProvider(ClaudeSettings(api_key="k", model="m", base_url=fake.url, batch_size=2,
+                                                  max_retries=0)))
+
+    class Listener(StreamEvents):
+        def __init__(self) -> None:
+            self.urls: list[str] = []
+            self.counts: list[tuple[int, int]] = []
+            self.starts = 0
+
+        def started(self) -> None:
+            self.starts += 1
+
+        def url_seen(self, url: str) -> None:
+            self.urls.append(url)
+
+        def frames_read(self, done: int, handed: int) -> None:
+            self.counts.append((done, handed))
+
+    listener = Listener()
+    stream = vision.open(events=listener)
+    for frame in key_frames(5, size=(320, 200)):
+        stream.add(frame)
+    result = stream.finish()
+    assert listener.starts == 1
+    assert listener.urls == result.urls_seen and len(result.urls_seen) == 1  # every batch reads the same URL
+    assert listener.counts[-1] == (5, 5)
+    dones = [done for done, _ in listener.counts]
+    assert dones == sorted(dones) and {2, 4} <= set(dones)  # told per batch read, never backwards
+
+
+class SeesAnotherPage:
+    """A provider whose batcher reads a later page's URL off the second frame, as an address-bar reader does."""
+
+    name, label, max_in_flight, uses_hints = "sees:test", "the test provider", 1, False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def batcher(self, sink: FrameSink) -> Batcher:
+        url = self.url
+
+        class TellsEarly:
+            def __init__(self) -> None:
+                self.frames: list[KeyFrame] = []
+
+            def add(self, frame: KeyFrame) -> list[Batch]:
+                self.frames.append(frame)
+                if len(self.frames) == 2:
+                    sink.url_seen(url)
+                return []
+
+            def rest(self) -> list[Batch]:
+                return [Batch(self.frames)]
+
+        return TellsEarly()
+
+    def read(self, batch: Batch) -> Reading:
+        return Reading([FrameAnalysis(description=f"frame {f.index}", provider=self.name,
+                                      url=self.url if n else None) for n, f in enumerate(batch.frames)],
+                       urls_seen=[self.url])
+
+
+def test_a_later_page_is_opened_as_soon_as_its_url_is_read(recordings: Path, pages: PageServer) -> None:
+    later = pages.url + "/form.html"
+    browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=5))
+    try:
+        lanes = pipeline.Lanes(Config(allow_private_urls=True), Vision(SeesAnotherPage(later)), browser)
+        video = recordings / RECORDING
+        request = RecordingRequest(video, video.stat().st_size, "video/webm", "t", pages.url + "/", "",
+                                   "CLAUDE_CODE", None, "alice")
+        evidence = pipeline.run(request, lanes)
+    finally:
+        browser.close()
+    assert evidence.inspection.urls_inspected == [pages.url + "/", later]
+    assert all(s.success for s in evidence.inspection.snapshots)
+    # opened while the video was still decoding, long before its one batch was read
+    assert evidence.spans["later pages"][0] < evidence.spans["extract"][1] <= evidence.spans["vision"][1]

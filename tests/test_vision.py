@@ -26,6 +26,7 @@ from function.vision import (
     Batch,
     ClaudeProvider,
     ClaudeSettings,
+    FrameSink,
     LocalProvider,
     ProviderFailed,
     Reading,
@@ -200,7 +201,7 @@ class Refusing:
 
     name, label, max_in_flight, uses_hints = "refusing:test", "the refusing provider", 2, False
 
-    def batcher(self) -> PerFrame:
+    def batcher(self, sink: FrameSink) -> PerFrame:
         return PerFrame()
 
     def read(self, batch: Batch) -> Reading:
@@ -210,7 +211,7 @@ class Refusing:
 class Echo:
     name, label, max_in_flight, uses_hints = "echo:test", "the echo provider", 1, False
 
-    def batcher(self) -> AllAtOnce:
+    def batcher(self, sink: FrameSink) -> AllAtOnce:
         return AllAtOnce()
 
     def read(self, batch: Batch) -> Reading:
@@ -321,7 +322,7 @@ class ReadsCredentials:
 
     name, label, max_in_flight, uses_hints = "creds:test", "the credentials provider", 1, False
 
-    def batcher(self) -> AllAtOnce:
+    def batcher(self, sink: FrameSink) -> AllAtOnce:
         return AllAtOnce()
 
     def read(self, batch: Batch) -> Reading:

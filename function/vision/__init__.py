@@ -6,11 +6,12 @@ batch the main one fails on.
 """
 
 from .claude import MAX_IMAGE_EDGE, REPORT_TOOL, ClaudeProvider, ClaudeSettings, Report, ReportedFrame
-from .core import Analyser, Batch, Batcher, HintSource, Provider, ProviderFailed, Reading, Vision, VisionStream, batched
+from .core import (Analyser, Batch, Batcher, FrameSink, HintSource, Provider, ProviderFailed, Reading, StreamEvents,
+                   Unheard, Vision, VisionStream, batched)
 from .local import LOCAL_PROVIDER, LocalProvider
 
 __all__ = [
     "LOCAL_PROVIDER", "MAX_IMAGE_EDGE", "REPORT_TOOL", "Analyser", "Batch", "Batcher", "ClaudeProvider",
-    "ClaudeSettings", "HintSource", "LocalProvider", "Provider", "ProviderFailed", "Reading", "Report",
-    "ReportedFrame", "Vision", "VisionStream", "batched",
+    "ClaudeSettings", "FrameSink", "HintSource", "LocalProvider", "Provider", "ProviderFailed", "Reading", "Report",
+    "ReportedFrame", "StreamEvents", "Unheard", "Vision", "VisionStream", "batched",
 ]

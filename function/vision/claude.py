@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from ..models import AriaNode, FrameAnalysis, FrameHint, KeyFrame, Model, Step, StepAction, StepTarget
-from .core import Batch, ProviderFailed, Reading
+from .core import Batch, FrameSink, ProviderFailed, Reading
 
 MAX_IMAGE_EDGE = 1568  # Anthropic's guidance: larger images are resized by the API anyway
 MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024  # base64 images per request: the API takes 32 MB in all
@@ -247,8 +247,8 @@ class ClaudeProvider:
         self.client = anthropic.Anthropic(api_key=settings.api_key, base_url=settings.base_url,
                                           timeout=settings.timeout_s, max_retries=settings.max_retries)
 
-    def batcher(self) -> _ClaudeBatcher:
-        return _ClaudeBatcher(self.settings.batch_size)
+    def batcher(self, sink: FrameSink) -> _ClaudeBatcher:
+        return _ClaudeBatcher(self.settings.batch_size)  # Claude's reading is all it can tell
 
     def _request(self, batch: Batch) -> Any:
         content: list[dict[str, Any]] = []

@@ -57,11 +57,32 @@ class Batcher(Protocol):
     """A provider's grouping of one recording's frames into batches, fed in time order as they come.
 
     It may start work on a frame as soon as it has it (encoding, OCR), so that reading a batch
-    later is quick."""
+    later is quick, and tell its ``FrameSink`` what that work found before the batch is read."""
 
     def add(self, frame: KeyFrame) -> list[Batch]: ...  # the batches this frame completed
 
     def rest(self) -> list[Batch]: ...  # what is left once the last frame is in
+
+
+class FrameSink(Protocol):
+    """What a batcher may tell early, from any thread: a URL read off the screen, a frame whose reading is done."""
+
+    def url_seen(self, url: str) -> None: ...
+
+    def frame_done(self, frame: KeyFrame) -> None: ...
+
+
+class StreamEvents:
+    """What a ``VisionStream`` tells as it goes, from its own threads; each does nothing unless overridden."""
+
+    def started(self) -> None:
+        """The provider got the recording's first frame."""
+
+    def url_seen(self, url: str) -> None:
+        """A URL read off the screen (made safe), each once, as soon as it is read."""
+
+    def frames_read(self, done: int, handed: int) -> None:
+        """``done`` of the ``handed`` frames so far are read."""
 
 
 class Provider(Protocol):
@@ -70,7 +91,7 @@ class Provider(Protocol):
     max_in_flight: int  # batches read at once
     uses_hints: bool  # whether ``read`` looks at the batch's hints (worth waiting for them)
 
-    def batcher(self) -> Batcher: ...
+    def batcher(self, sink: FrameSink) -> Batcher: ...
 
     def read(self, batch: Batch) -> Reading: ...
 
@@ -83,8 +104,7 @@ class Analyser(Protocol):
 
     provider: str
 
-    def open(self, hints_for: HintSource | None = None, on_start: Callable[[], None] | None = None
-             ) -> VisionStream: ...
+    def open(self, hints_for: HintSource | None = None, events: StreamEvents | None = None) -> VisionStream: ...
 
     def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult: ...
 
@@ -97,12 +117,11 @@ class Vision:
         self.fallback = fallback
         self.provider = provider.name
 
-    def open(self, hints_for: HintSource | None = None, on_start: Callable[[], None] | None = None
-             ) -> VisionStream:
+    def open(self, hints_for: HintSource | None = None, events: StreamEvents | None = None) -> VisionStream:
         """A stream to add one recording's frames to as they come; ``hints_for`` is asked, just before a
         batch is read, for what was measured of its frames (only when the provider uses that), and
-        ``on_start`` is told when the provider gets its first frame."""
-        return VisionStream(self, hints_for, on_start)
+        ``events`` is told how the reading goes."""
+        return VisionStream(self, hints_for, events)
 
     def analyze(self, frames: list[KeyFrame], hints: list[FrameHint] | None = None) -> VisionResult:
         """Read every frame; ``hints`` (one per frame, same order) is what was measured of each."""
@@ -128,19 +147,23 @@ class VisionStream:
     ``add`` never waits (it is called from the video lane's encoding thread); a feeder thread hands
     the frames to the provider's batcher, and complete batches are read on a pool of
     ``max_in_flight``. ``finish`` sends what is left and merges everything; ``abandon`` drops it all.
-    Its threads run in the caller's context (log lines keep the request's id).
+    Its threads run in the caller's context (log lines keep the request's id). It is the batcher's
+    ``FrameSink``: what the batcher finds early, and each batch's reading, reach ``events`` once each.
     """
 
     def __init__(self, vision: Vision, hints_for: HintSource | None = None,
-                 on_start: Callable[[], None] | None = None) -> None:
+                 events: StreamEvents | None = None) -> None:
         self.vision = vision
         self.hints_for = hints_for if vision.main.uses_hints else None
-        self.on_start = on_start
+        self.events = events or StreamEvents()
         self._context = contextvars.copy_context()
         self.frames: list[KeyFrame] = []
         self.reads: list[Future[tuple[Reading, str | None]]] = []
         self.began_at: float | None = None  # monotonic time the provider got its first frame (vision began)
-        self._batcher = vision.main.batcher()
+        self._told = threading.Lock()
+        self._urls: set[str] = set()
+        self._done: set[int] = set()  # indexes of the frames read
+        self._batcher = vision.main.batcher(self)
         self._incoming: queue.SimpleQueue[KeyFrame | None] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max_workers=max(1, vision.main.max_in_flight), thread_name_prefix="vision")
         self._failure: BaseException | None = None
@@ -156,6 +179,22 @@ class VisionStream:
 
     def add(self, frame: KeyFrame) -> None:
         self._incoming.put(frame)
+
+    def url_seen(self, url: str) -> None:
+        safe = _as_url(url)
+        with self._told:
+            if safe in self._urls:
+                return
+            self._urls.add(safe)
+        self._context.copy().run(self.events.url_seen, safe)  # a batcher may tell from a thread of its own
+
+    def frame_done(self, frame: KeyFrame) -> None:
+        with self._told:
+            if frame.index in self._done:
+                return
+            self._done.add(frame.index)
+            done, handed = len(self._done), len(self.frames)
+        self._context.copy().run(self.events.frames_read, done, handed)
 
     def finish(self) -> VisionResult:
         """Read what is left, wait for every batch and merge the readings (the frames in the order added)."""
@@ -180,9 +219,11 @@ class VisionStream:
             while (frame := self._incoming.get()) is not None:
                 if self.began_at is None:
                     self.began_at = time.monotonic()
-                    if self.on_start is not None:
-                        self.on_start()
-                self.frames.append(frame)
+                    self.events.started()
+                with self._told:
+                    self.frames.append(frame)
+                    done, handed = len(self._done), len(self.frames)
+                self.events.frames_read(done, handed)
                 for batch in self._batcher.add(frame):
                     self._send(batch)
             if not self._abandoned:
@@ -198,13 +239,28 @@ class VisionStream:
     def _read(self, batch: Batch) -> tuple[Reading, str | None]:
         if self.hints_for is not None:
             batch.hints = self.hints_for(batch.frames)
-        return self.vision.read(batch)
+        reading, failure = self.vision.read(batch)
+        for url in reading.urls_seen:
+            self.url_seen(url)
+        for frame in batch.frames:
+            self.frame_done(frame)
+        return reading, failure
 
 
 def batched(provider: Provider, frames: list[KeyFrame]) -> list[Batch]:
     """The batches ``provider`` makes of ``frames``."""
-    batcher = provider.batcher()
+    batcher = provider.batcher(Unheard())
     return [batch for frame in frames for batch in batcher.add(frame)] + batcher.rest()
+
+
+class Unheard:
+    """A sink for what a batcher tells early, when nobody listens."""
+
+    def url_seen(self, url: str) -> None:
+        pass
+
+    def frame_done(self, frame: KeyFrame) -> None:
+        pass
 
 
 def _merged(vision: Vision, frames: list[KeyFrame], outcomes: list[tuple[Reading, str | None]]) -> VisionResult:

@@ -4,7 +4,8 @@ It keeps a model of the text on screen, so each frame says which text appeared a
 which disappeared where; the text lines are the frame's elements (role ``text``), and
 a browser's address bar, when the recording shows one, gives the frame's URL. The
 model runs across the whole sequence, so all frames are one batch; the OCR of each frame
-starts as soon as the frame comes (``_OcrAhead``), so most of it is done when the batch is read.
+starts as soon as the frame comes (``_OcrAhead``), so most of it is done when the batch is read,
+and a URL in the address bar is told as soon as its crop is read (the browser lane opens it then).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterable
 
 import cv2
 import numpy as np
 
 from ..models import AriaNode, FrameAnalysis, KeyFrame, Region, TextBox, Word
 from . import ocr
-from .core import Batch, Reading
+from .core import Batch, FrameSink, Reading, Unheard
 
 LOCAL_PROVIDER = "local:tesseract-ocr"
 OCR_MARGIN = 24  # px around a changed region, so words cut by its edge are read whole
@@ -63,11 +65,19 @@ class _Read:
     lines: list[dict[str, Future[list[ocr.TextLine]]]]
 
 
-class _OcrAhead:
-    """All frames in one batch, and each frame's OCR started on the shared pool as the frame comes."""
+def _toolbar_kind(kinds: Iterable[str]) -> str | None:
+    """Which of a frame's crops holds the browser's address bar, if the frame's reading has one."""
+    kinds = set(kinds)
+    return "toolbar" if "toolbar" in kinds else "screen" if "screen" in kinds else None
 
-    def __init__(self, provider: LocalProvider) -> None:
+
+class _OcrAhead:
+    """All frames in one batch, and each frame's OCR started on the shared pool as the frame comes;
+    the sink hears of each frame once its crops are read, and of the URL its address bar shows."""
+
+    def __init__(self, provider: LocalProvider, sink: FrameSink) -> None:
         self.provider = provider
+        self.sink = sink
         self.frames: list[KeyFrame] = []
         self.read = _Read(None, [])
 
@@ -77,9 +87,24 @@ class _OcrAhead:
         if first and image is not None:  # the browser's own rows, if the recording shows them: found once
             self.read.toolbar_px = ocr.toolbar_height(image)
         pool = self.provider.pool()
-        self.read.lines.append({kind: pool.submit(_read_crop, image, box)
-                                for kind, box in self.provider.crops(frame, first, self.read.toolbar_px)})
+        crops = {kind: pool.submit(_read_crop, image, box)
+                 for kind, box in self.provider.crops(frame, first, self.read.toolbar_px)}
+        self.read.lines.append(crops)
         self.frames.append(frame)
+        toolbar_px, toolbar = self.read.toolbar_px, _toolbar_kind(crops)
+
+        def told(_: Future[list[ocr.TextLine]]) -> None:  # on an OCR thread, once per crop read
+            if not all(crop.done() for crop in crops.values()):
+                return
+            address = crops[toolbar] if toolbar is not None and toolbar_px is not None else None
+            if address is not None and address.exception() is None and address.result():
+                found = ocr.address_bar_url(address.result(), toolbar_px, self.provider.default_scheme)
+                if found:
+                    self.sink.url_seen(found)
+            self.sink.frame_done(frame)  # told again by a later crop's callback: the sink tells once
+
+        for crop in crops.values():
+            crop.add_done_callback(told)
         return []
 
     def rest(self) -> list[Batch]:
@@ -112,8 +137,8 @@ class LocalProvider:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ocr")
             return self._pool
 
-    def batcher(self) -> _OcrAhead:
-        return _OcrAhead(self)
+    def batcher(self, sink: FrameSink) -> _OcrAhead:
+        return _OcrAhead(self, sink)
 
     def crops(self, frame: KeyFrame, first: bool, toolbar_px: int | None) -> list[tuple[str, Crop]]:
         """The crops to read: (kind, (x, y, width, height))."""
@@ -134,7 +159,7 @@ class LocalProvider:
         frames = batch.frames
         read = batch.payload
         if not isinstance(read, _Read):  # a batch made elsewhere (standing in for another provider)
-            ahead = self.batcher()
+            ahead = self.batcher(Unheard())
             for frame in frames:
                 ahead.add(frame)
             read = ahead.read
@@ -161,7 +186,8 @@ class LocalProvider:
                         and not any(_boxes_overlap(line, other) for other in band)]
                 fresh = band + own
                 screen = sorted(kept + fresh, key=lambda line: (line.y, line.x))
-            toolbar_lines = reads.get("toolbar", screen if "screen" in reads else [])
+            toolbar = _toolbar_kind(reads)
+            toolbar_lines = reads[toolbar] if toolbar is not None else []
             found = (ocr.address_bar_url(toolbar_lines, toolbar_px, self.default_scheme)
                      if toolbar_lines and toolbar_px is not None else None)
             if found:
