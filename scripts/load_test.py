@@ -7,7 +7,7 @@ percentiles and answers by status (hey's own figures), the service's peak memory
 left afterwards: temporary upload files, Chromium renderer processes (open pages), open file
 descriptors. Needs Debian's `hey` (installed if missing).
 
-    .venv/bin/python scripts/load_test.py [--concurrency 4] [--seconds 60] [--video FILE]
+    .venv/bin/python scripts/load_test.py [--concurrency 4] [--seconds 60] [--video FILE] [--inflight 2]
 """
 
 from __future__ import annotations
@@ -46,14 +46,23 @@ def tree(root: int) -> list[int]:
     return found
 
 
-def rss_mb(pids: list[int]) -> float:
-    total = 0
+def memory_mb(pids: list[int], temp_files: list[Path]) -> tuple[float, float]:
+    """(RSS, PSS + upload files) of the processes, in MB. RSS counts memory the browser's processes share
+    once per process; PSS shares it out. Cloud Run's limit also counts files in /tmp (memory there)."""
+    rss = pss = 0
     for pid in pids:
         try:
-            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+            rss += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+            pss += int(re.search(r"Pss:\s+(\d+)", Path(f"/proc/{pid}/smaps_rollup").read_text()).group(1))
         except (OSError, AttributeError):
             pass
-    return total / 1024
+    files = 0
+    for path in temp_files:
+        try:
+            files += path.stat().st_size
+        except OSError:
+            pass
+    return rss / 1024, pss / 1024 + files / 2**20
 
 
 def census(root: int) -> dict[str, int]:
@@ -76,12 +85,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--video", type=Path, default=RECORDINGS / "todomvc_quick_1280_h264.mkv")
+    parser.add_argument("--inflight", type=int, default=2, help="the instance's SCOPE_MAX_INFLIGHT")
     args = parser.parse_args()
     if not shutil.which("hey"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "hey"], check=True)
     pages = PageServer()
     root = Path(tempfile.mkdtemp(prefix="scope-load-"))
-    service = RunningService(root, {"SCOPE_ALLOW_PRIVATE_URLS": "1"})
+    service = RunningService(root, {"SCOPE_ALLOW_PRIVATE_URLS": "1", "SCOPE_MAX_INFLIGHT": str(args.inflight)})
     boundary = "scopeloadtest"
     body = root / "body.bin"
     with body.open("wb") as out:
@@ -96,13 +106,15 @@ def main() -> int:
         requests.post(f"{service.url}/recordings", data=body.read_bytes(), timeout=120,
                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # warm the browser
         before = census(service.process.pid)
-        peak = [0.0]
+        idle = memory_mb(tree(service.process.pid), [])
+        peak = [0.0, 0.0]
         running = [True]
 
         def sample() -> None:
             while running[0]:
-                peak[0] = max(peak[0], rss_mb(tree(service.process.pid)))
-                time.sleep(0.5)
+                rss, charged = memory_mb(tree(service.process.pid), service.temp_files())
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], charged)
+                time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -116,7 +128,7 @@ def main() -> int:
         report = out.stdout
         statuses = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", report))
         print(f"{args.concurrency} concurrent uploads of {args.video.name} ({args.video.stat().st_size / 1e6:.2f} MB) "
-              f"for {args.seconds} s, SCOPE_MAX_INFLIGHT=2:")
+              f"for {args.seconds} s, SCOPE_MAX_INFLIGHT={args.inflight}:")
         # (hey prints 0 for percentiles it has too few samples for)
         for label, pattern in (("requests/s", r"Requests/sec:\s+([\d.]+)"), ("p50 s", r"\s50% in ([\d.]+) secs"),
                                ("p90 s", r"\s90% in ([\d.]+) secs"), ("p95 s", r"\s95% in ([\d.]+) secs"),
@@ -124,7 +136,9 @@ def main() -> int:
             match = re.search(pattern, report)
             print(f"  {label:11} {match.group(1) if match else '?'}")
         print(f"  answers     {statuses}")
-        print(f"  peak RSS    {peak[0]:.0f} MB (service, browser and all their processes)")
+        print(f"  peak RSS    {peak[0]:.0f} MB (service, browser and all their processes; idle {idle[0]:.0f})")
+        print(f"  peak PSS    {peak[1]:.0f} MB (the same, shared pages shared out, plus upload files in /tmp; "
+              f"idle {idle[1]:.0f})")
         print(f"  before/after: {before} / {after}")
         print(f"  temp files left: {len(service.temp_files())}")
         print("--- hey ---\n" + report)
