@@ -204,6 +204,11 @@ resource "google_service_account_iam_member" "tasks_act_as" {
   member             = "serviceAccount:${google_service_account.scope.email}"
 }
 
+module "sizing" {
+  source    = "./sizing"
+  pipelines = var.pipelines_per_instance
+}
+
 resource "google_cloud_run_v2_service" "scope" {
   name                = var.service
   location            = var.region
@@ -234,13 +239,12 @@ resource "google_cloud_run_v2_service" "scope" {
         container_port = 8080
       }
 
-      # Two pipelines at once per instance, each decoding video, running OCR or Claude calls
-      # and a Chromium page: 2 vCPU keep the decoder near its speed; Chromium, the decoder and
-      # frame images fit in 4 GiB with room (measured peak ≈ 1 GiB per pipeline).
+      # Each pipeline decodes video, runs OCR or Claude calls and a Chromium page: CPU and memory
+      # follow from the pipelines per instance and what one was measured to need (infra/sizing).
       resources {
         limits = {
-          cpu    = "2"
-          memory = "4Gi"
+          cpu    = module.sizing.cpu
+          memory = module.sizing.memory
         }
         startup_cpu_boost = true
         # Request-based billing: all work happens inside a request (the upload's, or the callback

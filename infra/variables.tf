@@ -44,7 +44,7 @@ variable "request_timeout_seconds" {
 }
 
 variable "pipelines_per_instance" {
-  description = "Recordings one instance processes at once: both the service's limit (SCOPE_MAX_INFLIGHT) and Cloud Run's request concurrency, so the platform starts another instance instead of the service answering 429."
+  description = "Recordings one instance processes at once: both the service's limit (SCOPE_MAX_INFLIGHT) and Cloud Run's request concurrency, so the platform starts another instance instead of the service answering 429; the instance's CPU and memory follow from it (infra/sizing)."
   type        = number
   default     = 2
 }

