@@ -8,14 +8,17 @@ pointer. The change is captured once the screen has held still for ``SETTLE_MS``
 frame shows the finished state), or after ``MAX_SETTLE_MS`` if it never settles (typing,
 scrolling): a long burst gives one frame per ``MAX_SETTLE_MS``.
 
-Analysis reads the luma plane in place; only kept frames are converted to colour, and
-their PNGs are encoded off the decode loop.
+Analysis reads the luma plane in place, on a thread of its own so decoding goes on meanwhile;
+only kept frames are converted to colour, and their PNGs are encoded off both threads.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
+import queue
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +37,7 @@ SETTLE_MS = 300  # the screen must hold still this long before a change is captu
 MAX_SETTLE_MS = 2500  # a change that never settles (typing, scrolling) is captured this often
 SCROLL_REGION = 0.6  # of the frame's height: a region this tall that shifted once is a scroll, not a row removed
 BLANK_STD = 3.0  # gray-level spread below which a frame is blank (a recorder's black first frame)
+QUEUED_SAMPLES = 4  # decoded samples waiting for analysis at most (each holds a decoded frame)
 
 
 def _scale_box(box: Box, scale: float, width: int, height: int) -> Region:
@@ -270,6 +274,51 @@ class _Extractor:
             self.pool.shutdown(wait=True)
 
 
+class _Analysis:
+    """The samples, analysed on a thread of their own: while one is judged, the decoding loop goes on
+    feeding the decoder's threads instead of leaving them idle (the GIL is released while FFmpeg,
+    OpenCV and NumPy work). At most ``QUEUED_SAMPLES`` wait, so memory stays bounded."""
+
+    def __init__(self, state: _Extractor, max_frames: int) -> None:
+        self.state, self.max_frames = state, max_frames
+        self.queue: queue.Queue[DecodedFrame | None] = queue.Queue(maxsize=QUEUED_SAMPLES)
+        self.done = threading.Event()  # no more samples are wanted: the key-frame limit, or a failure
+        self.full = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                       name="key-frames", daemon=True)
+        self.thread.start()
+
+    def put(self, item: DecodedFrame) -> None:
+        self.queue.put(item)
+
+    def close(self, abandon: bool = False) -> None:
+        """Wait until every sample is analysed (or, with ``abandon``, only for the one being analysed);
+        raise what the analysis raised."""
+        if not self.thread.is_alive():
+            return
+        if abandon:
+            self.done.set()
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and not abandon:
+            raise self.error
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.done.is_set():
+                continue  # drained: the decoding loop stops at its next sample
+            try:
+                self.state.sample(item)
+            except BaseException as exc:  # noqa: BLE001 - raised again by ``close``, in the caller's thread
+                self.error = exc
+                self.done.set()
+                continue
+            if len(self.state.kept) >= self.max_frames:
+                self.full = True
+                self.done.set()
+
+
 class Cancelled(RuntimeError):
     """The caller gave up (its deadline passed): decoding stopped."""
 
@@ -290,6 +339,7 @@ def extract(
     """
     info = probe(path, limits)
     state = _Extractor(limits, encode_images, on_frame=on_frame)
+    analysis = _Analysis(state, limits.max_frames)
     warnings: list[str] = []
     interval = 1000.0 / SAMPLE_FPS
     next_sample = 0.0
@@ -308,10 +358,12 @@ def extract(
             if item.ms + 1 < next_sample:
                 continue
             next_sample = item.ms + interval
-            state.sample(item)
-            if len(state.kept) >= limits.max_frames:
-                warnings.append(f"stopped at the limit of {limits.max_frames} key frames")
+            analysis.put(item)
+            if analysis.done.is_set():
                 break
+        analysis.close()
+        if analysis.full:
+            warnings.append(f"stopped at the limit of {limits.max_frames} key frames")
         else:
             state.finish()
         if not state.kept:
@@ -323,5 +375,6 @@ def extract(
                             f"{info.duration_ms / 1000:.1f} s decoded; the rest is corrupt or missing")
         ok = True
     finally:
+        analysis.close(abandon=not ok)
         state.close(encode=ok and encode_images)
     return state.kept, VideoInfo(state.width, state.height, info.duration_ms, last_ms, decoded), warnings
