@@ -1,6 +1,6 @@
 """What the service changes in Hypercorn, the server the container runs (``scripts/serve.sh``).
 
-Three amendments, each small, installed by ``amend_hypercorn`` when ``function.asgi`` is loaded:
+Four amendments, each small, installed by ``amend_hypercorn`` when ``function.asgi`` is loaded:
 
 - **100 Continue when the body is wanted.** Hypercorn answers ``Expect: 100-continue`` as soon as
   it has parsed the headers, so a client sends its whole upload even to an instance that is about
@@ -11,10 +11,15 @@ Three amendments, each small, installed by ``amend_hypercorn`` when ``function.a
   has been sent, a stream the client still sends on is reset with NO_ERROR (RFC 9113 §8.1), which
   tells it to stop sending the rest without an error; without it a client sends its whole upload
   for nothing. What it sends meanwhile is dropped: Hypercorn would fail on it and close the
-  connection with every other stream on it.
+  connection with every other stream on it. A client that stops on its own when it reads the answer
+  ends its request short of its Content-Length; once the answer has begun, that is not taken for a
+  protocol error of the connection either (h2 would close it).
+- **An HTTP/2 upload's DATA in reads, not frames.** Hypercorn hands each 16 KiB DATA frame to the
+  app as a chunk of its own, acknowledges it and flushes: what one read of the socket brings for a
+  stream goes on as one chunk, acknowledged once.
 - **hyperframe's frame text.** h2 formats every frame it receives for a trace log, and hyperframe
   writes a DATA frame's whole payload as hex to show its first ten bytes: a third of an upload's
-  time over HTTP/2. The same text is made from those ten bytes.
+  time over HTTP/2. The same text is made from those ten bytes, and a DATA frame's gives its size.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import h2.exceptions
 import h11
 import hyperframe.frame
 import hypercorn.protocol
+from hypercorn.protocol.events import Body, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 
@@ -42,6 +49,7 @@ def amend_hypercorn() -> None:
     hypercorn.protocol.H11Protocol = ContinueWhenRead  # type: ignore[misc]
     hypercorn.protocol.H2Protocol = ResetAfterAnswer  # type: ignore[misc]
     hyperframe.frame._raw_data_repr = _raw_data_repr
+    hyperframe.frame.DataFrame.__repr__ = _data_frame_repr  # type: ignore[method-assign]
 
 
 class _HiddenContinue(h11.Connection):
@@ -101,16 +109,41 @@ class ResetAfterAnswer(H2Protocol):
 
         self.connection.end_stream = end_then_reset  # type: ignore[method-assign]
 
+    async def stream_send(self, event: StreamEvent) -> None:
+        """Hypercorn's, except that an answer begun while the request is still coming says that the
+        rest of its body is not wanted: a client that stops when it reads the answer ends its request
+        short of its Content-Length (curl does), and h2 would take that for a protocol error of the
+        whole connection, and close it with every other stream on it."""
+        if isinstance(event, Response) and not self._closed_stream(event.stream_id):
+            self.connection.streams[event.stream_id]._expected_content_length = None
+        await super().stream_send(event)
+
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
-        """Hypercorn's handling, except for the rest of a body whose stream was answered and closed:
-        Hypercorn would fail on it and drop the connection; here it is dropped and its flow-control
-        credit given back. One event at a time, so a stream opened earlier in the batch is known."""
+        """Hypercorn's handling, except for DATA. What one read of the socket brought for a stream
+        (several 16 KiB frames) goes to it as one body chunk, acknowledged once: Hypercorn's way, a
+        chunk, an acknowledgement and a flush per frame, is most of what an h2c upload costs. The
+        rest of a body whose stream was answered and closed is dropped and its credit given back
+        (Hypercorn would fail on it and drop the connection). Other events go one at a time, in
+        order, after the data before them, so a stream opened earlier in the batch is known."""
+        arrived: dict[int, tuple[list[bytes], int]] = {}  # stream → its data so far, its flow-controlled size
         for event in events:
-            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
-                self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            else:
-                await super()._handle_events([event])
+            if isinstance(event, h2.events.DataReceived):
+                chunks, size = arrived.get(event.stream_id, ([], 0))
+                chunks.append(event.data)
+                arrived[event.stream_id] = (chunks, size + event.flow_controlled_length)
+                continue
+            await self._deliver(arrived)
+            await super()._handle_events([event])
+        await self._deliver(arrived)
         await self._flush()
+
+    async def _deliver(self, arrived: dict[int, tuple[list[bytes], int]]) -> None:
+        for stream_id, (chunks, size) in arrived.items():
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                await stream.handle(Body(stream_id=stream_id, data=b"".join(chunks)))
+            self.connection.acknowledge_received_data(size, stream_id)
+        arrived.clear()
 
     def _closed_stream(self, stream_id: int) -> bool:
         stream = self.connection.streams.get(stream_id)
@@ -125,6 +158,12 @@ class ResetAfterAnswer(H2Protocol):
         except h2.exceptions.ProtocolError:
             return  # closed in the meantime
         await self._flush()
+
+
+def _data_frame_repr(frame: hyperframe.frame.DataFrame) -> str:
+    """A DATA frame's text, which h2 makes for every frame it receives (for a log line nobody
+    reads): its stream, flags and size, not its bytes."""
+    return f"DataFrame(stream_id={frame.stream_id}, flags={sorted(frame.flags)}): {len(frame.data)} bytes"
 
 
 def _raw_data_repr(data: bytes | None) -> str:

@@ -11,7 +11,7 @@ import hyperframe.frame
 import pytest
 
 from function.asgi import BodyReader
-from function.server import CONTINUE, _raw_data_repr
+from function.server import CONTINUE, _data_frame_repr, _raw_data_repr
 from function.upload import BodyStalled
 
 PIECE = 16 * 1024
@@ -104,3 +104,9 @@ def test_frame_text_is_hyperframes_own(size: int) -> None:
     expected = "None" if not data else "<hex:" + (whole[:20] + "..." if len(whole) > 20 else whole) + ">"
     assert _raw_data_repr(data) == expected
     assert hyperframe.frame._raw_data_repr is _raw_data_repr  # installed (function.asgi amends on import)
+
+
+def test_a_data_frames_text_gives_its_size_not_its_bytes() -> None:
+    frame = hyperframe.frame.DataFrame(3, b"\xab" * 16384, flags=["END_STREAM"])
+    assert repr(frame) == "DataFrame(stream_id=3, flags=['END_STREAM']): 16384 bytes"
+    assert hyperframe.frame.DataFrame.__repr__ is _data_frame_repr  # installed with the others

@@ -157,10 +157,11 @@ def test_a_huge_request_line_is_refused_without_costing_the_server(served: str) 
     still_served(served)
 
 
-def keep_sending_over_h2(url: str) -> tuple[int, int, int | None, int]:
+def keep_sending_over_h2(url: str, stop_when_answered: bool = False) -> tuple[int, int, int | None, int]:
     """POST a 90 MB body on one HTTP/2 stream, sending whatever flow control allows until the server
     resets the stream; then GET /health on the same connection. The answer's status, the bytes sent,
-    the reset's error code and the second request's status."""
+    the reset's error code and the second request's status. ``stop_when_answered``: as curl does,
+    end the request (short of its Content-Length) as soon as the answer comes, and ask at once."""
     sock = connect(url)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -186,9 +187,14 @@ def keep_sending_over_h2(url: str) -> tuple[int, int, int | None, int]:
                 code = int(dict(event.headers)[b":status"])
                 if event.stream_id == 1:
                     status = code
+                    if stop_when_answered:
+                        conn.end_stream(1)
+                        reset = 0  # nothing more to send on it
+                        conn.send_headers(3, [(":method", "GET"), (":path", "/health"), (":scheme", "http"),
+                                              (":authority", "x")], end_stream=True)
                 else:
                     then = code
-            elif isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
+            elif isinstance(event, h2.events.StreamReset) and event.stream_id == 1 and not stop_when_answered:
                 reset = event.error_code
                 conn.send_headers(3, [(":method", "GET"), (":path", "/health"), (":scheme", "http"),
                                       (":authority", "x")], end_stream=True)
@@ -245,4 +251,6 @@ def test_a_full_instance_refuses_an_upload_before_its_body(full: str, small_vide
     status, sent, reset, then = keep_sending_over_h2(full)  # a client that would send all 90 MB
     assert status == 429 and reset == h2.errors.ErrorCodes.NO_ERROR and sent < 32 * 1024 * 1024, (status, reset, sent)
     assert then == 200  # the same connection serves the next request
+    status, sent, _, then = keep_sending_over_h2(full, stop_when_answered=True)  # what curl does
+    assert status == 429 and then == 200  # a request ended short after its answer: the connection lives on
     assert requests.get(full + "/health", timeout=10).status_code == 200
