@@ -596,7 +596,7 @@ def test_logs_are_structured_and_hold_no_secrets(locked_service: RunningService,
     assert any(e.get("httpRequest", {}).get("status") == 200 for e in ours)
     assert any(e["message"] == "recording processed" and e["sessionId"] for e in ours)
     phases = {(e["phase"], e["event"]) for e in ours if "phase" in e}  # each phase's start and end, this request's
-    assert {(p, ev) for p in ("extract", "grounding", "vision", "browser") for ev in ("start", "end")} <= phases
+    assert {(p, ev) for p in ("extract", "grounding", "vision", "browser", "prompt") for ev in ("start", "end")} <= phases
     assert any(e.get("httpRequest", {}).get("status") == 401 for e in entries)
     for secret in ("key-alice", "key-bob", "wrong-key", "secret customer data"):
         assert secret not in text
