@@ -266,3 +266,14 @@ def test_a_thin_bar_that_appears_and_stays_is_a_change_not_a_caret(tmp_path: Pat
     region = key_frames[1].changed_region
     assert region is not None and region.x <= 400 <= region.x + region.width and region.y <= 215 <= region.y + region.height
     assert 1000 <= key_frames[1].timestamp <= 3500
+
+
+def test_the_analysis_copy_halves_by_the_mean_of_each_two_by_two_block() -> None:
+    """Frames are halved with bilinear interpolation, which at exactly half is the mean of each 2×2
+    block (INTER_AREA's result, faster): checked against the mean itself, at the sizes halving meets."""
+    rng = np.random.default_rng(7)
+    for height, width in ((1080, 1920), (2160, 3840), (358, 640)):
+        image = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        halved = cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
+        blocks = image.reshape(height // 2, 2, width // 2, 2).astype(np.uint16).sum(axis=(1, 3))
+        assert np.array_equal(halved, ((blocks + 2) // 4).astype(np.uint8))

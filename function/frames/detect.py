@@ -106,7 +106,8 @@ class _Extractor:
         while gray.shape[1] > self.width * self.scale + 1:
             height, width = gray.shape[:2]
             even = gray[: height - height % 2, : width - width % 2]
-            gray = cv2.resize(even, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+            # At exactly half, bilinear is each 2×2 block's mean, as INTER_AREA's, and faster.
+            gray = cv2.resize(even, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(gray)
 
     def keep(self, item: DecodedFrame, small: np.ndarray, boxes: list[Box], replace: bool = False) -> None:

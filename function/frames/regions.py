@@ -93,13 +93,13 @@ def changed_boxes(reference: np.ndarray, current: np.ndarray) -> list[Box]:
         sx0, sy0 = max(0, box.x - 6), max(0, box.y - 6)
         sx1, sy1 = min(width, box.x + box.w + 6), min(height, box.y + box.h + 6)
         before, after = reference[sy0:sy1, sx0:sx1], current[sy0:sy1, sx0:sx1]
-        # A structural change survives a slight blur; codec artefacts (blocks, ringing, the
-        # quality pulse after a key frame at low bitrates) are fine detail and do not.
         # A glyph that changed in small text (a price 10 → 17) is too small to move SSIM, but it changed
-        # hard: a few pixels swing further than codec noise ever moves them.
-        if (ssim(before, after) < REGION_SSIM and ssim(cv2.GaussianBlur(before, (5, 5), 1.2),
-                                                       cv2.GaussianBlur(after, (5, 5), 1.2)) < REGION_SSIM) \
-                or int(np.count_nonzero(cv2.absdiff(before, after) >= STRONG_DIFF)) >= STRONG_PIXELS:
+        # hard: a few pixels swing further than codec noise ever moves them (asked first: it is cheap).
+        # Otherwise a structural change survives a slight blur; codec artefacts (blocks, ringing,
+        # the quality pulse after a key frame at low bitrates) are fine detail and do not.
+        if int(np.count_nonzero(cv2.absdiff(before, after) >= STRONG_DIFF)) >= STRONG_PIXELS \
+                or (ssim(before, after) < REGION_SSIM and ssim(cv2.GaussianBlur(before, (5, 5), 1.2),
+                                                               cv2.GaussianBlur(after, (5, 5), 1.2)) < REGION_SSIM):
             boxes.append(box)
     return boxes
 
