@@ -296,3 +296,25 @@ def test_without_a_usable_sandbox_the_browser_says_so_and_still_works(pages: Pag
         assert len(warnings) == 1  # found out once per process, not per launch
     finally:
         browser.close()
+
+
+def test_a_page_closed_while_it_still_opens_leaves_nothing_open(inspector: Inspector, pages: PageServer) -> None:
+    """The live page for grounding is given up (the request failed or ran out of time) while it is
+    still loading: its browser context is closed all the same, although the page, once loaded,
+    would have been placed in the recording (the frame is a screenshot of it) and kept open."""
+    shown = inspector.inspect([pages.url + "/slow?d=0"]).snapshots[0]  # the browser is up, and the page's look
+    assert shown.success and shown.screenshot
+    browser = inspector._browser
+    assert browser is not None and browser.contexts == []
+    path = f"/slow?d=3.{time.monotonic_ns() % 1000:03d}"
+    locator = inspector.locator(pages.url + path, shown.screenshot)
+    deadline = time.monotonic() + 20
+    while path not in pages.hits:  # the page is loading: its context exists
+        assert time.monotonic() < deadline, "the page was never asked for"
+        time.sleep(0.02)
+    assert len(browser.contexts) == 1
+    locator.close()
+    while browser.contexts:
+        assert time.monotonic() < deadline, "the context of a page given up while opening is still open"
+        time.sleep(0.05)
+    assert locator.hits([]) == []

@@ -254,3 +254,43 @@ def test_a_full_instance_refuses_an_upload_before_its_body(full: str, small_vide
     status, sent, _, then = keep_sending_over_h2(full, stop_when_answered=True)  # what curl does
     assert status == 429 and then == 200  # a request ended short after its answer: the connection lives on
     assert requests.get(full + "/health", timeout=10).status_code == 200
+
+
+def read_head(sock: socket.socket, data: bytes = b"") -> tuple[bytes, bytes]:
+    """The next response head on ``sock`` (status line and headers) and what came after it."""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def test_each_request_on_a_kept_alive_connection_gets_its_100_continue_only_when_read(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two uploads with ``Expect: 100-continue`` on one HTTP/1.1 connection: the first is read (its
+    100 comes, then its answer); the second is refused unread, so no 100 may come for it at all."""
+    with serve_sh(tmp_path_factory.mktemp("keepalive"), SCOPE_API_KEYS="alice:key-alice") as url:
+        sock = connect(url)
+        body = b'--b\r\nContent-Disposition: form-data; name="notes"\r\n\r\nno title\r\n--b--\r\n'
+
+        def headers(key: str, length: int) -> bytes:
+            return (f"POST /recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                    f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {length}\r\n"
+                    "Expect: 100-continue\r\n\r\n").encode()
+
+        sock.sendall(headers("key-alice", len(body)))
+        head, rest = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 100"), head  # read: the body is wanted
+        sock.sendall(body)
+        head, rest = read_head(sock, rest)
+        assert head.startswith(b"HTTP/1.1 400"), head  # read to its end: no title
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        assert b"MISSING_FIELD" in rest[:length]
+        sock.sendall(headers("wrong-key", 90 << 20))  # the same connection, a body never sent
+        head, _ = read_head(sock, rest[length:])
+        assert head.startswith(b"HTTP/1.1 401"), head  # no 100 Continue before it
+        sock.close()
