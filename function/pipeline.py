@@ -252,14 +252,17 @@ class LaterPages:
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.cap), thread_name_prefix="pages")
         self._pages: dict[str, Future[Inspection | None]] = {}
         self._finished = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     def open(self, url: str, early: bool = True) -> Future[Inspection | None] | None:
         """Start inspecting ``url`` as a later page (unless it is none, is open, or the early cap is reached)."""
         page = later_page(self.seed_url, url)
         with self._lock:
-            if page is None or page in self._pages or (early and len(self._pages) >= self.cap):
-                return self._pages.get(page) if page is not None else None
+            if page is None or self._closed:  # (vision may still tell a URL after the request gave up)
+                return None
+            if page in self._pages or (early and len(self._pages) >= self.cap):
+                return self._pages.get(page)
             if not self._pages:
                 self.began_at = time.monotonic()
                 self._context.copy().run(logs.phase, log, "later pages", "start")
@@ -281,6 +284,8 @@ class LaterPages:
         return first
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _inspect(self, url: str) -> Inspection | None:
