@@ -19,7 +19,7 @@ from function import pipeline
 from function.aria import BrowserSettings, Inspector
 from function.config import Config
 from function.frames import extract
-from function.models import FrameAnalysis, KeyFrame, RecordingRequest
+from function.models import FrameAnalysis, KeyFrame, RecordingEvidence, RecordingRequest
 from function.vision import (Batch, Batcher, ClaudeProvider, ClaudeSettings, FrameSink, LocalProvider, Reading,
                              StreamEvents, Vision)
 from test_vision import key_frames
@@ -69,16 +69,20 @@ def test_a_batch_is_read_as_soon_as_it_is_complete(fake: FakeAnthropic) -> None:
                                                         for f in frames]
 
 
-def test_the_pipeline_reads_frames_while_it_still_decodes(recordings: Path, pages: PageServer) -> None:
+def run_pipeline(video: Path, seed_url: str, vision: Vision) -> RecordingEvidence:
+    """The whole pipeline on ``video`` with its own browser, as the service runs it."""
     browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=5))
     try:
-        lanes = pipeline.Lanes(Config(allow_private_urls=True), Vision(LocalProvider()), browser)
-        video = recordings / RECORDING
-        request = RecordingRequest(video, video.stat().st_size, "video/webm", "t", pages.url + "/", "",
-                                   "CLAUDE_CODE", None, "alice")
-        evidence = pipeline.run(request, lanes)
+        lanes = pipeline.Lanes(Config(allow_private_urls=True), vision, browser)
+        request = RecordingRequest(video, video.stat().st_size, "video/webm", "t", seed_url, "", "CLAUDE_CODE",
+                                   None, "alice")
+        return pipeline.run(request, lanes)
     finally:
         browser.close()
+
+
+def test_the_pipeline_reads_frames_while_it_still_decodes(recordings: Path, pages: PageServer) -> None:
+    evidence = run_pipeline(recordings / RECORDING, pages.url + "/", Vision(LocalProvider()))
     extract_span, vision_span = evidence.spans["extract"], evidence.spans["vision"]
     assert vision_span[0] < extract_span[1] <= vision_span[1], evidence.spans
     assert len(evidence.video.vision.analyses) == len(evidence.video.key_frames)
@@ -181,15 +185,7 @@ class SeesAnotherPage:
 
 def test_a_later_page_is_opened_as_soon_as_its_url_is_read(recordings: Path, pages: PageServer) -> None:
     later = pages.url + "/form.html"
-    browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=5))
-    try:
-        lanes = pipeline.Lanes(Config(allow_private_urls=True), Vision(SeesAnotherPage(later)), browser)
-        video = recordings / RECORDING
-        request = RecordingRequest(video, video.stat().st_size, "video/webm", "t", pages.url + "/", "",
-                                   "CLAUDE_CODE", None, "alice")
-        evidence = pipeline.run(request, lanes)
-    finally:
-        browser.close()
+    evidence = run_pipeline(recordings / RECORDING, pages.url + "/", Vision(SeesAnotherPage(later)))
     assert evidence.inspection.urls_inspected == [pages.url + "/", later]
     assert all(s.success for s in evidence.inspection.snapshots)
     # opened while the video was still decoding, long before its one batch was read
