@@ -12,9 +12,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from . import config as config_module
 from . import pipeline
@@ -83,11 +84,18 @@ class PhaseProgress(logging.Handler):
              "prompt": "writing the prompt"}
     BAR = 24
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Callable[[], int] | None = None) -> None:
         super().__init__(logging.DEBUG)
         self.stream = stream
+        self.columns = columns or self._terminal_columns  # a running line that wrapped would break the redraw
         self.running: dict[str, str] = {}  # phase → its line while it runs, in the order they started
         self.drawn = 0  # lines of running phases at the bottom of the terminal
+
+    def _terminal_columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80  # 0: a terminal that has no size
+        except (OSError, ValueError, AttributeError):
+            return 80
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", {}) or {}
@@ -106,7 +114,8 @@ class PhaseProgress(logging.Handler):
         else:
             self.running[phase] = f"  … {name} " + self.bar(fields.get("done", 0), fields.get("of", 0),
                                                             fields.get("unit", ""))
-        out += "".join(line + "\n" for line in self.running.values())
+        width = max(10, self.columns() - 1)
+        out += "".join(line[:width] + "\n" for line in self.running.values())
         self.drawn = len(self.running)
         self.stream.write(out)
         self.stream.flush()
