@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Coroutine, Mapping
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import cv2
@@ -31,6 +31,7 @@ from .models import Counts, Inspection, PageHit, PointerProbe, Snapshot, trim_li
 from .urlguard import Resolver, check_host, system_resolver
 
 log = logging.getLogger("scope.aria")
+T = TypeVar("T")
 
 
 class BrowserDied(RuntimeError):
@@ -351,8 +352,8 @@ class Inspector:
         nothing left open) when the page will not load or the frame does not show it."""
         browser = await self._ensure_browser()
         height, width = frame.shape[:2]
-        context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=False,
-                                            service_workers="block")
+        context = await made(browser.new_context(viewport={"width": width, "height": height}, accept_downloads=False,
+                                                 service_workers="block"), lambda made_context: made_context.close())
         try:
             await context.route("**/*", self._guard_route)
             page = await context.new_page()
@@ -509,6 +510,21 @@ class PageLocator:
             opened = self.opening.result()
             if opened is not None:
                 self.inspector._run(opened[0].close(), 10)
+
+
+async def made(making: Coroutine[Any, Any, T], close: Callable[[T], Awaitable[object]]) -> T:
+    """What ``making`` makes; if the caller is cancelled before it is made, it is closed once it is:
+    a browser context asked for by a request that gave up meanwhile is not left open."""
+    task = asyncio.ensure_future(making)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        def close_when_made(done: asyncio.Future[T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                asyncio.ensure_future(close(done.result()))
+
+        task.add_done_callback(close_when_made)
+        raise
 
 
 def _playwright_browser_present(playwright: Any) -> bool:

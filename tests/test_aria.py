@@ -318,3 +318,42 @@ def test_a_page_closed_while_it_still_opens_leaves_nothing_open(inspector: Inspe
         assert time.monotonic() < deadline, "the context of a page given up while opening is still open"
         time.sleep(0.05)
     assert locator.hits([]) == []
+
+
+def test_what_is_made_for_a_caller_that_gave_up_is_closed_once_made() -> None:
+    """``aria.made``: a browser context still being created when the request gives up is closed as
+    soon as it exists, and one made in time is handed over untouched."""
+    import asyncio
+
+    from function.aria import made
+
+    class Resource:
+        def __init__(self) -> None:
+            self.closed = 0
+
+        async def close(self) -> None:
+            self.closed += 1
+
+    created: list[Resource] = []
+
+    async def scenario() -> Resource:
+        gate = asyncio.Event()
+
+        async def make() -> Resource:
+            await gate.wait()
+            created.append(Resource())
+            return created[-1]
+
+        given_up = asyncio.ensure_future(made(make(), lambda r: r.close()))
+        await asyncio.sleep(0.01)  # still being made
+        given_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+        assert created == []
+        gate.set()  # now it is made, for nobody
+        for _ in range(100):
+            await asyncio.sleep(0.001)
+        return await made(make(), lambda r: r.close())
+
+    in_time = asyncio.run(scenario())
+    assert [r.closed for r in created] == [1, 0] and created[1] is in_time
