@@ -58,6 +58,7 @@ CHROMIUM_ARGS = [
 NETWORK_QUIET_WAIT_S = 3.0  # after "load", wait at most this long for the network to go quiet
 MAX_ARIA_CHARS = 5_000_000  # a safety cap only: the snapshot is stored whole, the prompt trims it
 MAX_PAGES_IN_FLIGHT = 4
+STEPS_PER_PAGE = 4  # loaded, settled, ARIA snapshot, screenshot: what ``inspect`` reports progress in
 MAX_SCREENSHOT_HEIGHT = 8000  # px: a full-page screenshot of an endless page stops here
 
 _ROLE_LINE = re.compile(r"^\s*- (?:\"|')?([a-z]+)")
@@ -253,9 +254,13 @@ class Inspector:
             future.cancel()  # the pages close (the context's ``finally``) instead of running on
             raise
 
-    def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection:
-        """Open each URL in a fresh context and snapshot it; never raises for a page's failure."""
-        return self._run(self._inspect(urls), timeout_s)
+    def inspect(self, urls: list[str], timeout_s: float | None = None,
+                on_step: StepListener | None = None) -> Inspection:
+        """Open each URL in a fresh context and snapshot it; never raises for a page's failure.
+
+        ``on_step`` is told, from the browser's thread, how many of the pages' steps are done (each
+        page: loaded, settled, its ARIA snapshot, its screenshot; a failed page's rest count as done)."""
+        return self._run(self._inspect(urls, on_step), timeout_s)
 
     def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
                timeout_s: float | None = None) -> list[PageHit]:
@@ -336,16 +341,16 @@ class Inspector:
             self._browser = await self._playwright.chromium.launch(chromium_sandbox=False, **options)
             return self._browser
 
-    async def _inspect(self, urls: list[str]) -> Inspection:
+    async def _inspect(self, urls: list[str], on_step: StepListener | None = None) -> Inspection:
         """Inspect with the shared browser; if it has died, start a new one and try once more."""
         try:
-            return await self._inspect_once(urls)
+            return await self._inspect_once(urls, on_step)
         except Exception as exc:  # noqa: BLE001 - only a dead browser is retried
             if self._browser is not None and self._browser.is_connected():
                 raise
             log.warning("the browser died (%s); starting a new one", type(exc).__name__)
             self._browser = None
-            return await self._inspect_once(urls)
+            return await self._inspect_once(urls, on_step)
 
     async def _open_placed(self, url: str, frame: np.ndarray) -> tuple[Any, Any, Placement] | None:
         """A context with ``url`` open at the video's size and where it sits in ``frame``; None (and
@@ -388,7 +393,7 @@ class Inspector:
         return [PageHit(p.frame_index, p.x, p.y, str(f["role"]), str(f["name"]), str(f["selector"]) or None)
                 for p, f in zip(probes, found) if isinstance(f, dict) and f.get("role")]
 
-    async def _inspect_once(self, urls: list[str]) -> Inspection:
+    async def _inspect_once(self, urls: list[str], on_step: StepListener | None = None) -> Inspection:
         started = time.monotonic()
         browser = await self._ensure_browser()
         context = await browser.new_context(
@@ -397,10 +402,11 @@ class Inspector:
         try:
             await context.route("**/*", self._guard_route)
             gate = asyncio.Semaphore(MAX_PAGES_IN_FLIGHT)
+            steps = _Steps(STEPS_PER_PAGE * len(urls), on_step)
 
             async def one(url: str) -> Snapshot:
                 async with gate:
-                    return await self._snapshot(context, url)
+                    return await self._snapshot(context, url, steps.tick)
 
             snapshots = list(await asyncio.gather(*(one(u) for u in urls)))
         finally:
@@ -422,7 +428,14 @@ class Inspector:
         else:
             await route.abort("blockedbyclient")
 
-    async def _snapshot(self, context: Any, url: str) -> Snapshot:
+    async def _snapshot(self, context: Any, url: str, tick: Callable[[], None] = lambda: None) -> Snapshot:
+        ticked = 0
+
+        def step() -> None:
+            nonlocal ticked
+            ticked += 1
+            tick()
+
         page = await context.new_page()
         console_errors: list[str] = []
         failed: list[str] = []
@@ -446,16 +459,20 @@ class Inspector:
             blocked = response.headers.get(BLOCKED_HEADER.lower()) if response else None
             if blocked:
                 raise PageBlocked(f"the page led to a blocked address: {blocked}")
+            step()
             try:
                 await page.wait_for_load_state("networkidle", timeout=NETWORK_QUIET_WAIT_S * 1000)
             except Exception:  # noqa: BLE001 - a busy network is not a failure; the page has loaded
                 pass
+            step()
             full_aria = await page.aria_snapshot(timeout=timeout_ms)
+            step()
             aria, truncated = trim_lines(full_aria, MAX_ARIA_CHARS)
             height = await page.evaluate("document.documentElement.scrollHeight")
             clip = None if height <= MAX_SCREENSHOT_HEIGHT else {
                 "x": 0, "y": 0, "width": page.viewport_size["width"], "height": MAX_SCREENSHOT_HEIGHT}
             screenshot = await page.screenshot(full_page=True, type="png", clip=clip, timeout=timeout_ms)
+            step()
             snapshot = Snapshot(
                 url=url,
                 success=True,
@@ -472,6 +489,8 @@ class Inspector:
             snapshot = Snapshot(url=url, success=False, error=message, final_url=page.url or None)
         finally:
             snapshot_time = int((time.monotonic() - started) * 1000)
+            for _ in range(STEPS_PER_PAGE - ticked):  # a failed page is done all the same
+                step()
             await page.close()
         snapshot.load_time_ms = snapshot_time
         snapshot.console_errors = console_errors
@@ -510,6 +529,21 @@ class PageLocator:
             opened = self.opening.result()
             if opened is not None:
                 self.inspector._run(opened[0].close(), 10)
+
+
+StepListener = Callable[[int, int], None]  # steps done, of how many
+
+
+class _Steps:
+    """The steps of one inspection, counted as its pages take them (on the browser's thread)."""
+
+    def __init__(self, total: int, listener: StepListener | None) -> None:
+        self.total, self.listener, self.done = total, listener, 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.listener is not None:
+            self.listener(self.done, self.total)
 
 
 async def made(making: Coroutine[Any, Any, T], close: Callable[[T], Awaitable[object]]) -> T:

@@ -51,7 +51,8 @@ class Locator(Protocol):
 
 
 class Browser(Protocol):
-    def inspect(self, urls: list[str], timeout_s: float | None = None) -> Inspection: ...
+    def inspect(self, urls: list[str], timeout_s: float | None = None,
+                on_step: Callable[[int, int], None] | None = None) -> Inspection: ...
 
     def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
                timeout_s: float | None = None) -> list[PageHit]: ...
@@ -189,7 +190,8 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
     stop = threading.Event()  # set when the deadline passes: the lanes stop their work
     try:
         video_future = submit(video_lane)
-        browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s)
+        browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s,
+                                _told_progress("browser", "steps"))
         try:
             video, probes, hits, problems = video_future.result(timeout=left())
             if progress is not None:
@@ -216,6 +218,12 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
 def _length(span: tuple[int, int]) -> int:
     return span[1] - span[0]
+
+
+def _told_progress(phase: str, unit: str) -> Callable[[int, int], None]:
+    """How far ``phase`` is, told from another thread (the browser's), logged under this request's id."""
+    context = contextvars.copy_context()
+    return lambda done, of: context.copy().run(logs.progress, log, phase, done, of, unit)
 
 
 class VisionEvents(StreamEvents):

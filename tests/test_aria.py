@@ -357,3 +357,12 @@ def test_what_is_made_for_a_caller_that_gave_up_is_closed_once_made() -> None:
 
     in_time = asyncio.run(scenario())
     assert [r.closed for r in created] == [1, 0] and created[1] is in_time
+
+
+def test_inspect_tells_how_many_of_its_pages_steps_are_done(inspector: Inspector, pages: PageServer) -> None:
+    """Four steps a page (loaded, settled, ARIA snapshot, screenshot), told as they are taken; a page
+    that fails counts as done all the same, so the count always ends at the whole."""
+    told: list[tuple[int, int]] = []
+    inspection = inspector.inspect([pages.url + "/", "http://127.0.0.1:9/"], on_step=lambda d, of: told.append((d, of)))
+    assert [s.success for s in inspection.snapshots] == [True, False]
+    assert told == [(n, 8) for n in range(1, 9)]

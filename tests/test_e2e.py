@@ -572,6 +572,7 @@ def test_cli_shows_its_phases_on_a_terminal_and_nothing_extra_when_piped(tmp_pat
     assert re.search(r"… decoding the video \[[█░]{24}\] +\d+%", text), text  # decoding's bar, by time
     assert re.search(r"… reading the key frames \[[█░]{24}\] +\d+% \d+/\d+ frames", text), text
     assert re.search(r"… writing the prompt \[[█░]{24}\] +\d+% \d+/\d+ objects", text), text
+    assert re.search(r"… opening the page \[[█░]{24}\] +\d+% [1-4]/4 steps", text), text
     assert '"severity"' not in text and "extract at" not in text  # only the phases, and warnings as lines
     assert "  ! SCOPE_ALLOW_PRIVATE_URLS=1: the browser may open loopback" in text
     piped = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
