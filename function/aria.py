@@ -428,7 +428,8 @@ class Inspector:
         else:
             await route.abort("blockedbyclient")
 
-    async def _snapshot(self, context: Any, url: str, tick: Callable[[], None] = lambda: None) -> Snapshot:
+    async def _snapshot(self, context: Any, url: str, tick: Callable[[], None]) -> Snapshot:
+        """``url`` opened in ``context`` and read; ``tick`` is called once per step (``STEPS_PER_PAGE``)."""
         ticked = 0
 
         def step() -> None:

@@ -119,7 +119,6 @@ def merge(first: Inspection, more: Inspection) -> Inspection:
 
 
 Progress = Callable[[ProcessingPhase], None]  # told when processing reaches a phase (lanes' threads call it)
-PHASES: dict[str, ProcessingPhase] = {"extract": "decoding"}
 
 
 def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = None) -> RecordingEvidence:
@@ -127,8 +126,8 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
     The video lane extracts the key frames, looks up on the live seed page what is under the pointer
     in each (while the browser lane is still inspecting it), and has vision read the frames with that
-    context. The pages the recording went on to visit are inspected, and the pointer looked up on
-    them, once vision has read their URLs.
+    context. Each page the recording goes on to visit is inspected as soon as vision reads its URL,
+    and the pointer is looked up on those pages once vision is done.
     """
     started = time.monotonic()
     config = lanes.config
@@ -144,8 +143,6 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         """Run a phase, keep when it ran (so the lanes' overlap can be seen) and log its start and end."""
         begun = time.monotonic()
         logs.phase(log, name, "start")
-        if progress is not None and name in PHASES:
-            progress(PHASES[name])
         try:
             return fn(*args)
         finally:
@@ -161,6 +158,8 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         stream = lanes.analyser.open(grounding.hints_for, VisionEvents(later))
         feed = Feed(stream, grounding)
         try:
+            if progress is not None:
+                progress("decoding")
             key_frames, info, warnings = timed("extract", extract, request.video_path, config, stop, feed.add)
             feed.finish()
             if progress is not None:

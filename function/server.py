@@ -17,15 +17,14 @@ Four amendments, each small, installed by ``amend_hypercorn`` when ``function.as
 - **An HTTP/2 upload's DATA in reads, not frames.** Hypercorn hands each 16 KiB DATA frame to the
   app as a chunk of its own, acknowledges it and flushes: what one read of the socket brings for a
   stream goes on as one chunk, acknowledged once.
-- **hyperframe's frame text.** h2 formats every frame it receives for a trace log, and hyperframe
+- **A DATA frame's text.** h2 formats every frame it receives for a trace log, and hyperframe
   writes a DATA frame's whole payload as hex to show its first ten bytes: a third of an upload's
-  time over HTTP/2. The same text is made from those ten bytes, and a DATA frame's gives its size.
+  time over HTTP/2. A DATA frame's text gives its size instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 from typing import Any, Awaitable, Callable
 
 import h2.errors
@@ -48,7 +47,6 @@ def amend_hypercorn() -> None:
     """Install the amendments; protocols are made per connection, so this holds for every later one."""
     hypercorn.protocol.H11Protocol = ContinueWhenRead  # type: ignore[misc]
     hypercorn.protocol.H2Protocol = ResetAfterAnswer  # type: ignore[misc]
-    hyperframe.frame._raw_data_repr = _raw_data_repr
     hyperframe.frame.DataFrame.__repr__ = _data_frame_repr  # type: ignore[method-assign]
 
 
@@ -164,12 +162,3 @@ def _data_frame_repr(frame: hyperframe.frame.DataFrame) -> str:
     """A DATA frame's text, which h2 makes for every frame it receives (for a log line nobody
     reads): its stream, flags and size, not its bytes."""
     return f"DataFrame(stream_id={frame.stream_id}, flags={sorted(frame.flags)}): {len(frame.data)} bytes"
-
-
-def _raw_data_repr(data: bytes | None) -> str:
-    """hyperframe's text for a frame's bytes (the hex of the first ten, then "..."), from those ten."""
-    if not data:
-        return "None"
-    shown = binascii.hexlify(bytes(data[:11])).decode("ascii")
-    return "<hex:" + (shown[:20] + "..." if len(shown) > 20 else shown) + ">"
-

@@ -269,11 +269,24 @@ def test_a_thin_bar_that_appears_and_stays_is_a_change_not_a_caret(tmp_path: Pat
 
 
 def test_the_analysis_copy_halves_by_the_mean_of_each_two_by_two_block() -> None:
-    """Frames are halved with bilinear interpolation, which at exactly half is the mean of each 2×2
-    block (INTER_AREA's result, faster): checked against the mean itself, at the sizes halving meets."""
-    rng = np.random.default_rng(7)
-    for height, width in ((1080, 1920), (2160, 3840), (358, 640)):
-        image = rng.integers(0, 256, (height, width), dtype=np.uint8)
-        halved = cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR)
+    """The extractor's analysis copy of a decoded frame: halved until its long edge fits, each halving
+    the mean of every 2×2 block (what INTER_AREA gives; bilinear gives it faster at exactly half)."""
+    import av
+
+    from function.frames.decode import DecodedFrame
+    from function.frames.detect import _Extractor
+
+    def halved(image: np.ndarray) -> np.ndarray:
+        height, width = image.shape
         blocks = image.reshape(height // 2, 2, width // 2, 2).astype(np.uint16).sum(axis=(1, 3))
-        assert np.array_equal(halved, ((blocks + 2) // 4).astype(np.uint8))
+        return ((blocks + 2) // 4).astype(np.uint8)
+
+    rng = np.random.default_rng(7)
+    for height, width, halvings in ((1080, 1920, 1), (2160, 3840, 2), (540, 960, 0)):
+        image = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        expected = image
+        for _ in range(halvings):
+            expected = halved(expected)
+        frame = av.VideoFrame.from_ndarray(image, format="gray")
+        small = _Extractor(Limits(), encode_images=False).analysis_copy(DecodedFrame(0, frame))
+        assert np.array_equal(small, expected), (height, width)
