@@ -9,7 +9,8 @@ For every fixture recording it runs, on the same file:
 and scores each frame list with the fixtures' score.py (F1, recall, false positives, FPs inside
 no-change stretches). Then the speed case: a ~93 MB, 62 s, 1920x1080 30 fps H.264 recording
 (generated from a fixture with ffmpeg unless --big is given), ffmpeg decode-only and our extractor
-alternately --repeat times in fresh processes; it prints the medians, the ratio and peak RSS.
+alternately --repeat times in fresh processes; it prints the medians, the ratio and peak RSS, and
+the CPU seconds of each (all threads; a shared machine's load moves wall time far more than CPU).
 
     .venv/bin/python scripts/bench_frames.py [--fixtures DIR] [--big FILE] [--repeat 3]
 """
@@ -73,6 +74,18 @@ def ffmpeg_decode(path: Path) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True)
 
 
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ffmpeg_decode_cpu(path: Path) -> float:
+    """CPU seconds (user + system, all threads) of one decode-only run."""
+    before = cpu_seconds(resource.RUSAGE_CHILDREN)
+    ffmpeg_decode(path)
+    return cpu_seconds(resource.RUSAGE_CHILDREN) - before
+
+
 def quality(fixtures: Path) -> list[dict]:
     score = load_scorer(fixtures)
     rows = []
@@ -98,25 +111,31 @@ def make_big(source: Path, target: Path) -> None:
 
 
 def one(path: str) -> None:
-    """Child mode: extract once, print wall time (in process) and peak RSS."""
+    """Child mode: extract once, print wall time and CPU seconds (in process, imports excluded) and peak RSS."""
+    cpu_before = cpu_seconds(resource.RUSAGE_SELF)
     key_frames, seconds = timed(lambda: frames.extract(path, encode_images=True)[0])
+    cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_before
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rssMb": rss_mb, "frames": len(key_frames)}))
+    print(json.dumps({"seconds": seconds, "cpuS": cpu, "rssMb": rss_mb, "frames": len(key_frames)}))
 
 
 def speed(big: Path, repeat: int) -> dict:
-    decode_times, our_times, rss = [], [], []
+    decode_times, our_times, decode_cpu, our_cpu, rss = [], [], [], [], []
     for _ in range(repeat):
-        _, floor = timed(lambda: ffmpeg_decode(big))
+        cpu, floor = timed(lambda: ffmpeg_decode_cpu(big))
         decode_times.append(floor)
+        decode_cpu.append(cpu)
         out = subprocess.run([sys.executable, __file__, "--one", str(big)], capture_output=True, text=True,
                              check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         child = json.loads(out.stdout)
         our_times.append(child["seconds"])
+        our_cpu.append(child["cpuS"])
         rss.append(child["rssMb"])
     decode_s, ours_s = statistics.median(decode_times), statistics.median(our_times)
     return {"file": big.name, "megabytes": round(big.stat().st_size / 1e6, 1), "repeat": repeat,
             "ffmpegDecodeS": round(decode_s, 2), "oursS": round(ours_s, 2), "ratio": round(ours_s / decode_s, 2),
+            "ffmpegCpuS": round(statistics.median(decode_cpu), 2), "oursCpuS": round(statistics.median(our_cpu), 2),
+            "cpuRatio": round(statistics.median(our_cpu) / statistics.median(decode_cpu), 2),
             "peakRssMb": round(max(rss)), "frames": child["frames"],
             "allDecodeS": [round(t, 2) for t in decode_times], "allOursS": [round(t, 2) for t in our_times]}
 
