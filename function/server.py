@@ -1,6 +1,6 @@
 """What the service changes in Hypercorn, the server the container runs (``scripts/serve.sh``).
 
-Four amendments, each small, installed by ``amend_hypercorn`` when ``function.asgi`` is loaded:
+Five amendments, each small, installed by ``amend_hypercorn`` when ``function.asgi`` is loaded:
 
 - **100 Continue when the body is wanted.** Hypercorn answers ``Expect: 100-continue`` as soon as
   it has parsed the headers, so a client sends its whole upload even to an instance that is about
@@ -17,6 +17,12 @@ Four amendments, each small, installed by ``amend_hypercorn`` when ``function.as
 - **An HTTP/2 upload's DATA in reads, not frames.** Hypercorn hands each 16 KiB DATA frame to the
   app as a chunk of its own, acknowledges it and flushes: what one read of the socket brings for a
   stream goes on as one chunk, acknowledged once.
+- **HTTP/2 receive windows of 4 MiB.** Hypercorn keeps h2's 64 KiB windows, so an uploading
+  client may have 64 KiB in flight: it stops for each acknowledgement, and the server handles the
+  upload in small reads, each costing an iteration of the loop, a chunk and an acknowledgement. Each
+  stream and the connection may now have ``RECEIVE_WINDOW`` in flight. Memory is still bounded by
+  what the app has not read yet (Hypercorn's app queue, the body's read-ahead): a slow app stops
+  the connection's reads, and TCP stops the client.
 - **A DATA frame's text.** h2 formats every frame it receives for a trace log, and hyperframe
   writes a DATA frame's whole payload as hex to show its first ten bytes: a third of an upload's
   time over HTTP/2. A DATA frame's text gives its size instead.
@@ -30,6 +36,7 @@ from typing import Any, Awaitable, Callable
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 import h11
 import hyperframe.frame
 import hypercorn.protocol
@@ -41,6 +48,7 @@ from hypercorn.protocol.h11 import H11Protocol
 CONTINUE = "scope.continue"  # scope["extensions"][CONTINUE]: awaitable, sends 100 Continue if the client waits
 SendContinue = Callable[[], Awaitable[None]]
 RESET_AFTER_S = 0.25  # how long an answered HTTP/2 request may still send before its stream is reset
+RECEIVE_WINDOW = 4 << 20  # bytes an HTTP/2 client may send, per stream and per connection, before it is acknowledged
 
 
 def amend_hypercorn() -> None:
@@ -89,7 +97,8 @@ class ContinueWhenRead(H11Protocol):
 
 
 class ResetAfterAnswer(H2Protocol):
-    """HTTP/2 that resets (NO_ERROR) a stream whose response has ended while its request has not.
+    """HTTP/2 that resets (NO_ERROR) a stream whose response has ended while its request has not,
+    hands on DATA a read at a time, and opens ``RECEIVE_WINDOW`` to the client.
 
     The reset waits ``RESET_AFTER_S``: a client that stops sending once it reads the answer (curl,
     browsers on an error status) has closed the stream by then, and some clients (curl 7.88) fail a
@@ -106,6 +115,23 @@ class ResetAfterAnswer(H2Protocol):
                 self.task_group.spawn(self._reset_later, stream_id)
 
         self.connection.end_stream = end_then_reset  # type: ignore[method-assign]
+        self._open_windows()
+
+    def _open_windows(self) -> None:
+        """Each stream's window is a setting, sent in the first SETTINGS frame, so it is set as an
+        initial value (a changed value would apply only once the client acknowledges it, while h2
+        already counts with it); the connection's window is opened by a WINDOW_UPDATE right after."""
+        connection = self.connection
+        settings = dict(connection.local_settings)  # Hypercorn's, as it made them
+        settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = RECEIVE_WINDOW
+        connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        initiate_connection = connection.initiate_connection  # an upgrade from HTTP/1.1 calls it too
+
+        def initiate_then_open() -> None:
+            initiate_connection()
+            connection.increment_flow_control_window(RECEIVE_WINDOW - connection.inbound_flow_control_window)
+
+        connection.initiate_connection = initiate_then_open  # type: ignore[method-assign]
 
     async def stream_send(self, event: StreamEvent) -> None:
         """Hypercorn's, except that an answer begun while the request is still coming says that the

@@ -5,7 +5,9 @@ Starts ``scripts/serve.sh`` (Hypercorn, as the container runs it) on 127.0.0.1 a
 ~90 MB multipart upload with curl, alternating ``--http1.1`` and ``--http2-prior-knowledge``,
 --repeat times each. The upload has a webm header and no title, so the service reads the whole
 body and answers 400 MISSING_FIELD without running the pipeline: the time is the body's transfer
-and parsing alone. Prints each run, the medians and the h2c / HTTP/1.1 ratio.
+and parsing alone. Prints each run, the medians and the h2c / HTTP/1.1 ratio, and for each
+protocol the CPU seconds the server and curl spent per upload: over HTTP/2 curl is busy for most
+of the transfer itself, so the wall time is the slower of two processes, only one of them ours.
 
 Then the refusal: an instance with one slot, held by a slow upload, is sent the same body over
 HTTP/1.1 with ``Expect: 100-continue``, without it, and over h2c; each answer (429) is timed and
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -36,6 +39,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of ``pid`` and its descendants (Hypercorn's worker is a child), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def upload_seconds(url: str, body: Path, protocol: str) -> float:
@@ -86,9 +110,14 @@ def main() -> int:
         server, url = serve(Path(folder))
         try:
             times: dict[str, list[float]] = {"--http1.1": [], "--http2-prior-knowledge": []}
+            server_cpu: dict[str, list[float]] = {protocol: [] for protocol in times}
+            curl_cpu: dict[str, list[float]] = {protocol: [] for protocol in times}
             for _ in range(args.repeat):
                 for protocol, runs in times.items():
+                    server_before, curl_before = cpu_seconds(server.pid), children_cpu()
                     runs.append(upload_seconds(url, body, protocol))
+                    server_cpu[protocol].append(cpu_seconds(server.pid) - server_before)
+                    curl_cpu[protocol].append(children_cpu() - curl_before)
         finally:
             os.killpg(server.pid, 15)
             server.wait(20)
@@ -110,6 +139,10 @@ def main() -> int:
     print(f"  HTTP/1.1  median {h1:.2f} s  runs {[round(t, 2) for t in times['--http1.1']]}")
     print(f"  h2c       median {h2:.2f} s  runs {[round(t, 2) for t in times['--http2-prior-knowledge']]}")
     print(f"  h2c / HTTP/1.1 = {h2 / h1:.2f}")
+    cpu = {p: (statistics.median(server_cpu[p]), statistics.median(curl_cpu[p])) for p in times}
+    for name, protocol in (("HTTP/1.1", "--http1.1"), ("h2c", "--http2-prior-knowledge")):
+        print(f"  {name:9} CPU per upload (median): server {cpu[protocol][0]:.2f} s, curl {cpu[protocol][1]:.2f} s")
+    print(f"  server CPU, h2c / HTTP/1.1 = {cpu['--http2-prior-knowledge'][0] / cpu['--http1.1'][0]:.2f}")
     print(f"{args.megabytes} MB upload to a full instance")
     for name, (status, seconds, sent) in refusals.items():
         print(f"  {name:32} {status} after {seconds * 1000:.0f} ms, {sent / 1024:.0f} KiB of the body sent")

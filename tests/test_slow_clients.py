@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from conftest import PageServer, serve_sh, upload
+from function.server import RECEIVE_WINDOW
 
 ATTACKERS = 24  # more than the server's request threads
 IDLE_S = 2  # the served instance's SCOPE_BODY_IDLE_S
@@ -200,6 +201,63 @@ def keep_sending_over_h2(url: str, stop_when_answered: bool = False) -> tuple[in
                                       (":authority", "x")], end_stream=True)
     sock.close()
     return status, sent, reset, then
+
+
+def test_an_http2_client_may_send_4_mib_before_it_is_acknowledged(served: str) -> None:
+    """The server's first SETTINGS and WINDOW_UPDATE open each stream and the connection to
+    ``RECEIVE_WINDOW`` (h2's default, 64 KiB, makes an uploading client stop for every
+    acknowledgement): a client sends that much at once, then the rest as acknowledged, and gets its
+    answer on a connection that stays usable. An upgrade from HTTP/1.1 still works."""
+    head = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="v.webm"\r\n'
+            b"Content-Type: video/webm\r\n\r\n\x1a\x45\xdf\xa3")
+    body = head + b"\x00" * (2 * RECEIVE_WINDOW) + b"\r\n--b--\r\n"
+    sock = connect(served)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", "/recordings"), (":scheme", "http"), (":authority", "x"),
+                          ("content-type", "multipart/form-data; boundary=b"), ("content-length", str(len(body)))])
+    sock.sendall(conn.data_to_send())
+    events: list[h2.events.Event] = []
+    while not any(isinstance(e, h2.events.SettingsAcknowledged) for e in events):  # the server's preface came first
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        events += conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+    assert conn.local_flow_control_window(1) == RECEIVE_WINDOW
+    sent = 0
+    while sent < RECEIVE_WINDOW:  # all of it before reading anything from the server
+        piece = body[sent:sent + conn.max_outbound_frame_size]
+        conn.send_data(1, piece)
+        sent += len(piece)
+    sock.sendall(conn.data_to_send())
+    status, answer_body = 0, b""
+    ended = False
+    while not ended:
+        window = conn.local_flow_control_window(1)
+        while sent < len(body) and window:
+            piece = body[sent:sent + min(window, conn.max_outbound_frame_size)]
+            conn.send_data(1, piece, end_stream=sent + len(piece) == len(body))
+            sent += len(piece)
+            window = conn.local_flow_control_window(1)
+        sock.sendall(conn.data_to_send())
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        for event in conn.receive_data(data):
+            assert not isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)), event
+            if isinstance(event, h2.events.ResponseReceived):
+                status = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2.events.DataReceived):
+                answer_body += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, 1)
+            elif isinstance(event, h2.events.StreamEnded):
+                ended = True
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    assert sent == len(body)
+    assert status == 400 and json.loads(answer_body)["code"] == "MISSING_FIELD", (status, answer_body)
+    upgraded = subprocess.run(["curl", "-sS", "--http2", f"{served}/health", "-o", "/dev/null",
+                               "-w", "%{http_code} %{http_version}"], capture_output=True, text=True, timeout=30)
+    assert upgraded.stdout == "200 2", upgraded.stdout + upgraded.stderr
 
 
 @pytest.fixture(scope="module")
