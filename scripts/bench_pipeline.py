@@ -60,8 +60,10 @@ def child(case: str, big: Path, latency: float) -> dict:
         started = time.perf_counter()
         evidence = pipeline.run(request, lanes)
         seconds = time.perf_counter() - started
+        last_batch = ([round((t - started) * 1000) for t in max(fake.timings)] if fake is not None and fake.timings
+                      else None)  # the last request to the Messages API: began, read, answered (ms)
         return {"seconds": seconds, "frames": len(evidence.video.key_frames), "spans": evidence.spans,
-                "requests": len(fake.requests) if fake is not None else 0}
+                "requests": len(fake.requests) if fake is not None else 0, "lastBatch": last_batch}
     finally:
         browser.close()
         pages.close()
@@ -110,6 +112,12 @@ def main() -> int:
     tails = [r["seconds"] * 1000 - r["spans"]["extract"][1] for r in runs["claude"]]
     print(f"  claude: the request ended {statistics.median(tails) / 1000:.2f} s after the last key frame "
           f"(median; one batch's latency is {args.latency:g} s); {runs['claude'][-1]['requests']} requests")
+    split = [(r["lastBatch"][0] - r["spans"]["extract"][1], r["lastBatch"][1] - r["lastBatch"][0],
+              r["lastBatch"][2] - r["lastBatch"][1], r["seconds"] * 1000 - r["lastBatch"][2]) for r in runs["claude"]]
+    names = ("last key frame to the last batch's request", "its body read", "latency and answer",
+             "answer to the request's end")
+    print("  claude, that tail split (ms, median): " + ", ".join(
+        f"{name} {statistics.median(part[i] for part in split):.0f}" for i, name in enumerate(names)))
     return 0
 
 

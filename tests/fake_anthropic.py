@@ -78,6 +78,7 @@ class FakeAnthropic:
         self.script: deque[Behaviour] = deque()
         self.default: Behaviour = tool_answer
         self.latency_s = latency_s
+        self.timings: list[tuple[float, float, float]] = []  # per request (perf_counter): began, read, answered
         self._lock = threading.Lock()
         fake = self
 
@@ -85,8 +86,10 @@ class FakeAnthropic:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802
+                began = time.perf_counter()
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length))
+                read = time.perf_counter()
                 with fake._lock:
                     fake.requests.append(request)
                     fake.headers.append(dict(self.headers))
@@ -95,6 +98,8 @@ class FakeAnthropic:
                     time.sleep(fake.latency_s)
                 status, body = behaviour(request)
                 send_json(self, status, body)
+                with fake._lock:
+                    fake.timings.append((began, read, time.perf_counter()))
 
             def log_message(self, *args: object) -> None:
                 pass
