@@ -17,12 +17,14 @@ Five amendments, each small, installed by ``amend_hypercorn`` when ``function.as
 - **An HTTP/2 upload's DATA in reads, not frames.** Hypercorn hands each 16 KiB DATA frame to the
   app as a chunk of its own, acknowledges it and flushes: what one read of the socket brings for a
   stream goes on as one chunk, acknowledged once.
-- **HTTP/2 receive windows of 4 MiB.** Hypercorn keeps h2's 64 KiB windows, so an uploading
-  client may have 64 KiB in flight: it stops for each acknowledgement, and the server handles the
-  upload in small reads, each costing an iteration of the loop, a chunk and an acknowledgement. Each
-  stream and the connection may now have ``RECEIVE_WINDOW`` in flight. Memory is still bounded by
-  what the app has not read yet (Hypercorn's app queue, the body's read-ahead): a slow app stops
-  the connection's reads, and TCP stops the client.
+- **HTTP/2 receive windows of 4 MiB once the body is wanted.** Hypercorn keeps h2's 64 KiB
+  windows, so an uploading client may have 64 KiB in flight: it stops for each acknowledgement,
+  and the server handles the upload in small reads, each costing an iteration of the loop, a chunk
+  and an acknowledgement. The connection's window is ``RECEIVE_WINDOW`` from the start; a stream's
+  grows to it when the app starts reading its body (the ``CONTINUE`` extension, as over HTTP/1.1),
+  so an upload refused before it is read still has about 64 KiB sent. Memory is still bounded by what the app has
+  not read yet (Hypercorn's app queue, the body's read-ahead): a slow app stops the connection's
+  reads, and TCP stops the client.
 - **A DATA frame's text.** h2 formats every frame it receives for a trace log, and hyperframe
   writes a DATA frame's whole payload as hex to show its first ten bytes: a third of an upload's
   time over HTTP/2. A DATA frame's text gives its size instead.
@@ -36,7 +38,6 @@ from typing import Any, Awaitable, Callable
 import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
 import h11
 import hyperframe.frame
 import hypercorn.protocol
@@ -45,7 +46,7 @@ from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 
-CONTINUE = "scope.continue"  # scope["extensions"][CONTINUE]: awaitable, sends 100 Continue if the client waits
+CONTINUE = "scope.continue"  # scope["extensions"][CONTINUE]: awaitable, the body is wanted (100 Continue; an HTTP/2 window)
 SendContinue = Callable[[], Awaitable[None]]
 RESET_AFTER_S = 0.25  # how long an answered HTTP/2 request may still send before its stream is reset
 RECEIVE_WINDOW = 4 << 20  # bytes an HTTP/2 client may send, per stream and per connection, before it is acknowledged
@@ -98,7 +99,7 @@ class ContinueWhenRead(H11Protocol):
 
 class ResetAfterAnswer(H2Protocol):
     """HTTP/2 that resets (NO_ERROR) a stream whose response has ended while its request has not,
-    hands on DATA a read at a time, and opens ``RECEIVE_WINDOW`` to the client.
+    hands on DATA a read at a time, and opens ``RECEIVE_WINDOW`` to a client whose body is wanted.
 
     The reset waits ``RESET_AFTER_S``: a client that stops sending once it reads the answer (curl,
     browsers on an error status) has closed the stream by then, and some clients (curl 7.88) fail a
@@ -115,23 +116,41 @@ class ResetAfterAnswer(H2Protocol):
                 self.task_group.spawn(self._reset_later, stream_id)
 
         self.connection.end_stream = end_then_reset  # type: ignore[method-assign]
-        self._open_windows()
-
-    def _open_windows(self) -> None:
-        """Each stream's window is a setting, sent in the first SETTINGS frame, so it is set as an
-        initial value (a changed value would apply only once the client acknowledges it, while h2
-        already counts with it); the connection's window is opened by a WINDOW_UPDATE right after."""
-        connection = self.connection
-        settings = dict(connection.local_settings)  # Hypercorn's, as it made them
-        settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = RECEIVE_WINDOW
-        connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        initiate_connection = connection.initiate_connection  # an upgrade from HTTP/1.1 calls it too
+        initiate_connection = self.connection.initiate_connection  # an upgrade from HTTP/1.1 calls it too
 
         def initiate_then_open() -> None:
             initiate_connection()
+            connection = self.connection
             connection.increment_flow_control_window(RECEIVE_WINDOW - connection.inbound_flow_control_window)
 
-        connection.initiate_connection = initiate_then_open  # type: ignore[method-assign]
+        self.connection.initiate_connection = initiate_then_open  # type: ignore[method-assign]
+
+    async def _create_stream(self, request: h2.events.RequestReceived) -> None:
+        await super()._create_stream(request)
+        scope = getattr(self.streams.get(request.stream_id), "scope", None)
+        if scope is not None:
+            scope["extensions"][CONTINUE] = self._body_wanted(request.stream_id)
+
+    def _body_wanted(self, stream_id: int) -> SendContinue:
+        """What the app calls when it starts reading the body: the stream's window grows from h2's
+        64 KiB to ``RECEIVE_WINDOW`` (once). A request answered without its body being read (a 429)
+        has had about 64 KiB of it sent, not 4 MiB."""
+        opened = False
+
+        async def open_window() -> None:
+            nonlocal opened
+            if opened:
+                return
+            opened = True
+            try:
+                increment = RECEIVE_WINDOW - self.connection.remote_flow_control_window(stream_id)
+                if increment > 0:
+                    self.connection.increment_flow_control_window(increment, stream_id)
+            except h2.exceptions.ProtocolError:
+                return  # the stream is closed, or its body has all come
+            await self._flush()
+
+        return open_window
 
     async def stream_send(self, event: StreamEvent) -> None:
         """Hypercorn's, except that an answer begun while the request is still coming says that the
