@@ -290,3 +290,36 @@ def test_the_analysis_copy_halves_by_the_mean_of_each_two_by_two_block() -> None
         frame = av.VideoFrame.from_ndarray(image, format="gray")
         small = _Extractor(Limits(), encode_images=False).analysis_copy(DecodedFrame(0, frame))
         assert np.array_equal(small, expected), (height, width)
+
+
+def test_a_failure_in_the_analysis_thread_reaches_the_caller(recordings: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The samples are judged on a thread of their own: what fails there is raised by ``extract``
+    in the caller's thread, decoding stops early, and no analysis thread is left behind."""
+    import threading
+
+    from function.frames import detect
+
+    judged: list[int] = []
+    sample = detect._Extractor.sample
+
+    def failing(self: detect._Extractor, item: detect.DecodedFrame) -> None:
+        judged.append(item.ms)
+        if len(judged) == 5:
+            raise MemoryError("out of memory while judging")
+        sample(self, item)
+
+    handed: list[int] = []
+    put = detect._Analysis.put
+
+    def counted(self: detect._Analysis, item: detect.DecodedFrame) -> None:
+        handed.append(item.ms)
+        put(self, item)
+
+    monkeypatch.setattr(detect._Extractor, "sample", failing)
+    monkeypatch.setattr(detect._Analysis, "put", counted)
+    with pytest.raises(MemoryError, match="while judging"):
+        extract(recordings / "todomvc_long_1280_vp8.webm", encode_images=True)
+    assert len(judged) == 5  # nothing judged after the failure
+    assert len(handed) <= 5 + detect.QUEUED_SAMPLES + 1, len(handed)  # decoding stopped soon after it (of ~350)
+    assert not [t for t in threading.enumerate() if t.name == "key-frames"]
