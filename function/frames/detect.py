@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from ..images import encode_png
 from ..models import KeyFrame, PointerAt, Region, VideoInfo
 from .decode import DecodedFrame, Limits, VideoError, decode, probe
 from .regions import Box, changed_boxes, ssim, union, vertical_shift
@@ -46,18 +47,11 @@ def _scale_box(box: Box, scale: float, width: int, height: int) -> Region:
     return Region(x=x, y=y, width=min(width - x, math.ceil(box.w / scale)), height=min(height - y, math.ceil(box.h / scale)))
 
 
-# Screen content: the "up" filter and run-length matching compress it as well as the default
-# adaptive filters (often better) at a third of the time.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-
-
 def _encode_png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, _PNG_PARAMS)
-    if not ok:
-        raise VideoError("could not encode a frame image")
-    return buf.tobytes()
-
+    try:
+        return encode_png(image)
+    except ValueError:
+        raise VideoError("could not encode a frame image") from None
 
 
 class _Extractor:

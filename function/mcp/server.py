@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import prompts
+from ..images import encode_png
 from ..models import AGENT_TARGETS, DEFAULT_AGENT_TARGET, AgentTarget, Session
 from ..vision.claude import MAX_IMAGE_EDGE, downscaled_png
 from .sources import Source, SourceError, checked_video
@@ -126,4 +127,4 @@ def _crop(png: bytes, x: int, y: int, width: int, height: int) -> bytes:
         raise ToolError("the frame image does not decode")
     top, left = max(0, y - CROP_MARGIN_PX), max(0, x - CROP_MARGIN_PX)
     part = image[top:y + height + CROP_MARGIN_PX, left:x + width + CROP_MARGIN_PX]
-    return cv2.imencode(".png", part)[1].tobytes()
+    return encode_png(part)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from pydantic import Field, ValidationError
 
+from ..images import encode_png
 from ..models import AriaNode, FrameAnalysis, FrameHint, KeyFrame, Model, Step, StepAction, StepTarget
 from .core import Batch, FrameSink, ProviderFailed, Reading
 
@@ -185,10 +186,7 @@ def downscaled_png(png: bytes, max_edge: int = MAX_IMAGE_EDGE) -> bytes:
         return png
     factor = max_edge / max(width, height)
     image = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError("frame image does not encode")
-    return buf.tobytes()
+    return encode_png(image)
 
 
 @dataclass
