@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 class PhaseProgress(logging.Handler):
     """The pipeline's phases on a terminal: while a phase runs it has a line at the bottom, with a bar
-    once it tells how far it is; when it ends, a ticked line with its time goes above the running ones,
-    as does any warning (the only other log lines shown)."""
+    once it tells how far it is; when it ends, a ticked line with its time (crossed, if it failed)
+    goes above the running ones, as does any warning (the only other log lines shown)."""
 
     NAMES = {"extract": "decoding the video", "grounding": "finding the elements under the pointer",
              "vision": "reading the key frames", "browser": "opening the page", "later pages": "opening later pages",
@@ -108,7 +108,8 @@ class PhaseProgress(logging.Handler):
             out += f"  ! {record.getMessage()}\n"
         elif event == "end":
             self.running.pop(phase, None)
-            out += f"  ✓ {name} ({fields.get('ms', 0) / 1000:.1f} s)\n"
+            mark, after = ("✗", "failed after ") if fields.get("failed") else ("✓", "")
+            out += f"  {mark} {name} ({after}{fields.get('ms', 0) / 1000:.1f} s)\n"
         elif event == "start":
             self.running[phase] = f"  … {name}"
         else:

@@ -45,12 +45,17 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def phase(logger: logging.Logger, name: str, event: Literal["start", "end"], ms: int | None = None) -> None:
-    """A phase of a request's work starting or ending, as a line with fields (the CLI draws from these)."""
+def phase(logger: logging.Logger, name: str, event: Literal["start", "end"], ms: int | None = None,
+          failed: bool = False) -> None:
+    """A phase of a request's work starting or ending (``failed``: ending by an error), as a line with
+    fields (the CLI draws from these). Every start has its end, so a failure shows where it struck."""
     fields: dict[str, object] = {"phase": name, "event": event}
     if ms is not None:
         fields["ms"] = ms
-    logger.info("%s %s", name, "started" if event == "start" else "ended", extra={"fields": fields})
+    if failed:
+        fields["failed"] = True
+    said = "started" if event == "start" else "failed" if failed else "ended"
+    logger.info("%s %s", name, said, extra={"fields": fields})
 
 
 def progress(logger: logging.Logger, name: str, done: int, of: int, unit: str) -> None:

@@ -220,9 +220,23 @@ class Records:
                        accepted: Session | None = None) -> Session:
         """Build the session from ``evidence``, render its prompt, claim its id with a ``processing``
         record (or use the one ``accept`` claimed), store its objects, then the finished record."""
-        rendering: list[float] = []
         logs.phase(log, "prompt", "start")
-        began_writing = time.monotonic()
+        began = time.monotonic()
+        try:
+            session = self._write_recording(request, evidence, accepted)
+        except BaseException:
+            logs.phase(log, "prompt", "end", int((time.monotonic() - began) * 1000), failed=True)
+            raise
+        logs.phase(log, "prompt", "end", int((time.monotonic() - began) * 1000))
+        log.info("recording processed", extra={"fields": {
+            "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
+            "frames": len(session.frames)}})
+        return session
+
+    def _write_recording(self, request: RecordingRequest, evidence: RecordingEvidence,
+                         accepted: Session | None) -> Session:
+        """``save_recording``'s work; whatever it stored is removed again if it fails."""
+        rendering: list[float] = []
 
         def make(session_id: str) -> Session:
             built = build_session(session_id, request, evidence, self.pricing)
@@ -268,10 +282,6 @@ class Records:
             else:
                 self._remove_results(session.id)  # the accepted video stays: a retry starts from it
             raise
-        logs.phase(log, "prompt", "end", int((time.monotonic() - began_writing) * 1000))
-        log.info("recording processed", extra={"fields": {
-            "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
-            "frames": len(session.frames)}})
         return session
 
     def _save_objects(self, session: Session, request: RecordingRequest, evidence: RecordingEvidence,

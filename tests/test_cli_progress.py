@@ -67,6 +67,15 @@ def test_running_phases_stay_at_the_bottom_with_their_bars_and_ended_ones_go_abo
                                           "  ✓ writing the prompt (0.0 s)"]
 
 
+def test_a_phase_that_fails_is_crossed_off_and_leaves_the_running_lines() -> None:
+    log, out = board()
+    logs.phase(log, "extract", "start")
+    logs.phase(log, "prompt", "start")
+    logs.progress(log, "prompt", 2, 7, "objects")
+    logs.phase(log, "prompt", "end", 1_200, failed=True)
+    assert screen(out.getvalue()) == ["  ✗ writing the prompt (failed after 1.2 s)", "  … decoding the video"]
+
+
 def test_progress_of_a_phase_not_running_and_info_lines_draw_nothing() -> None:
     log, out = board()
     logs.progress(log, "vision", 1, 2, "frames")  # before its start, or after its end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -131,12 +132,22 @@ def test_a_failed_write_leaves_nothing_behind(cloud, browser, pages, small_video
         assert sessions.list("alice", None, None)[0] == []
 
 
-def test_a_failed_record_write_removes_the_objects(cloud, browser, pages, small_video) -> None:
+def phase_ends(caplog: pytest.LogCaptureFixture, name: str) -> list[dict]:
+    return [r.fields for r in caplog.records  # type: ignore[attr-defined]
+            if getattr(r, "fields", {}).get("phase") == name and r.fields.get("event") == "end"]
+
+
+def test_a_failed_record_write_removes_the_objects(cloud, browser, pages, small_video,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     env, store, sessions = cloud
+    caplog.set_level(logging.INFO, logger="scope")
     with pytest.raises(SessionsUnavailable):
         run_pipeline(store, FailingSessions(sessions, True, []), browser, pages, small_video)
     assert bucket_names(env) == []
     assert sessions.list("alice", None, None)[0] == []
+    [end] = phase_ends(caplog, "prompt")  # the phase that began has its end, marked as a failure
+    assert end["failed"] is True and end["ms"] >= 0
+    assert all("failed" not in e for e in phase_ends(caplog, "extract") + phase_ends(caplog, "browser"))
 
 
 def test_a_taken_session_id_is_never_overwritten(cloud, monkeypatch: pytest.MonkeyPatch) -> None:

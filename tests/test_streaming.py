@@ -6,6 +6,7 @@ never a duration."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -190,3 +191,19 @@ def test_a_later_page_is_opened_as_soon_as_its_url_is_read(recordings: Path, pag
     assert all(s.success for s in evidence.inspection.snapshots)
     # opened while the video was still decoding, long before its one batch was read
     assert evidence.spans["later pages"][0] < evidence.spans["extract"][1] <= evidence.spans["vision"][1]
+
+
+def test_a_phase_that_fails_logs_its_end_as_failed(pages: PageServer, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A video that sniffs as webm but does not decode: the decoding phase still logs its end, marked
+    as a failure, so the service's logs show where the request stopped."""
+    from function.frames import VideoError
+
+    video = tmp_path / "broken.webm"
+    video.write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 4096)
+    caplog.set_level(logging.INFO, logger="scope")
+    with pytest.raises(VideoError):
+        run_pipeline(video, pages.url + "/", Vision(LocalProvider()))
+    ends = [r.fields for r in caplog.records  # type: ignore[attr-defined]
+            if getattr(r, "fields", {}).get("phase") == "extract" and r.fields.get("event") == "end"]
+    assert len(ends) == 1 and ends[0]["failed"] is True
