@@ -173,15 +173,17 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
                          aside.submit(contextvars.copy_context().run, timed, "grounding", grounding.rest))
             vision = stream.finish()
             read_at = time.monotonic()
+            spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
+            logs.phase(log, "vision", "end", _length(spans["vision"]))
             hits, problems = (timed("grounding", grounding.rest) if looked_up is None
                               else looked_up.result(timeout=left()))
         except BaseException:
             stream.abandon()
+            if stream.began_at is not None and "vision" not in spans:  # begun, never read to its end
+                logs.phase(log, "vision", "end", int((time.monotonic() - stream.began_at) * 1000), failed=True)
             raise
         finally:
             grounding.close()
-        spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
-        logs.phase(log, "vision", "end", _length(spans["vision"]))
         spans["video"] = (spans["extract"][0], spans["vision"][1])
         return (VideoEvidence(key_frames, info, vision, warnings + vision.warnings, _length(spans["extract"]),
                               _length(spans["vision"])), grounding.probes(), hits, problems)
@@ -294,9 +296,14 @@ class LaterPages:
         return first
 
     def close(self) -> None:
+        """No more pages; if some were opened and the request failed before ``collect``, the phase
+        ends here, as a failure."""
         with self._lock:
             self._closed = True
+            unfinished = bool(self._pages) and not self.ended_at
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if unfinished:
+            logs.phase(log, "later pages", "end", int((time.monotonic() - self.began_at) * 1000), failed=True)
 
     def _inspect(self, url: str) -> Inspection | None:
         config = self.lanes.config

@@ -207,3 +207,23 @@ def test_a_phase_that_fails_logs_its_end_as_failed(pages: PageServer, tmp_path: 
     ends = [r.fields for r in caplog.records  # type: ignore[attr-defined]
             if getattr(r, "fields", {}).get("phase") == "extract" and r.fields.get("event") == "end"]
     assert len(ends) == 1 and ends[0]["failed"] is True
+
+
+class SeesAnotherPageThenBreaks(SeesAnotherPage):
+    def read(self, batch: Batch) -> Reading:
+        raise RuntimeError("the provider broke")  # not a ProviderFailed: no fallback takes over
+
+
+def test_phases_under_way_when_the_request_fails_log_their_end_as_failed(
+        recordings: Path, pages: PageServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Vision has begun and a later page is open when vision's reading fails: each phase of the video
+    lane that began logs its end, those two marked as failures, the others not."""
+    caplog.set_level(logging.INFO, logger="scope")
+    with pytest.raises(RuntimeError, match="the provider broke"):
+        run_pipeline(recordings / RECORDING, pages.url + "/", Vision(SeesAnotherPageThenBreaks(pages.url + "/form.html")))
+    events = [r.fields for r in caplog.records if "phase" in getattr(r, "fields", {})]  # type: ignore[attr-defined]
+    ends = {e["phase"]: e.get("failed", False) for e in events if e["event"] == "end"}
+    begun = {e["phase"] for e in events if e["event"] == "start"} - {"browser"}  # (a lane of its own, ends on its own)
+    assert begun == set(ends)  # every phase of the video lane that began has its end
+    assert ends["vision"] is True and ends["later pages"] is True
+    assert ends["extract"] is False
