@@ -22,9 +22,9 @@ Five amendments, each small, installed by ``amend_hypercorn`` when ``function.as
   and the server handles the upload in small reads, each costing an iteration of the loop, a chunk
   and an acknowledgement. The connection's window is ``RECEIVE_WINDOW`` from the start; a stream's
   grows to it when the app starts reading its body (the ``CONTINUE`` extension, as over HTTP/1.1),
-  so an upload refused before it is read still has about 64 KiB sent. Memory is still bounded by what the app has
-  not read yet (Hypercorn's app queue, the body's read-ahead): a slow app stops the connection's
-  reads, and TCP stops the client.
+  so an upload refused before it is read still has about 64 KiB sent. Memory is still bounded by
+  what the app has not read yet (Hypercorn's app queue, the body's read-ahead): a slow app stops
+  the connection's reads, and TCP stops the client.
 - **A DATA frame's text.** h2 formats every frame it receives for a trace log, and hyperframe
   writes a DATA frame's whole payload as hex to show its first ten bytes: a third of an upload's
   time over HTTP/2. A DATA frame's text gives its size instead.
