@@ -11,8 +11,11 @@ import contextvars
 import json
 import logging
 import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 _request: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("scope_request", default={})
 
@@ -56,6 +59,33 @@ def phase(logger: logging.Logger, name: str, event: Literal["start", "end"], ms:
         fields["failed"] = True
     said = "started" if event == "start" else "failed" if failed else "ended"
     logger.info("%s %s", name, said, extra={"fields": fields})
+
+
+@dataclass
+class Span:
+    """When a phase began and ended, on the monotonic clock (``ended`` is 0 while it runs)."""
+
+    began: float
+    ended: float = 0.0
+
+    @property
+    def ms(self) -> int:
+        return int((self.ended - self.began) * 1000)
+
+
+@contextmanager
+def phase_span(logger: logging.Logger, name: str) -> Iterator[Span]:
+    """Log a phase's start, then its end with its length, marked failed if the block raised."""
+    span = Span(time.monotonic())
+    phase(logger, name, "start")
+    try:
+        yield span
+    except BaseException:
+        span.ended = time.monotonic()
+        phase(logger, name, "end", span.ms, failed=True)
+        raise
+    span.ended = time.monotonic()
+    phase(logger, name, "end", span.ms)
 
 
 def progress(logger: logging.Logger, name: str, done: int, of: int, unit: str) -> None:

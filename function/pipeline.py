@@ -141,16 +141,11 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
     def timed(name: str, fn: Callable[..., T], *args: object) -> T:
         """Run a phase, keep when it ran (so the lanes' overlap can be seen) and log its start and end."""
-        begun = time.monotonic()
-        logs.phase(log, name, "start")
-        failed = True
-        try:
-            result = fn(*args)
-            failed = False
-            return result
-        finally:
-            spans[name] = (int((begun - started) * 1000), int((time.monotonic() - started) * 1000))
-            logs.phase(log, name, "end", spans[name][1] - spans[name][0], failed=failed)
+        with logs.phase_span(log, name) as span:
+            try:
+                return fn(*args)
+            finally:
+                spans[name] = (int((span.began - started) * 1000), int((time.monotonic() - started) * 1000))
 
     def submit(fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn`` on the pool with this request's context (its log lines keep the request id)."""

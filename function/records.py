@@ -220,14 +220,8 @@ class Records:
                        accepted: Session | None = None) -> Session:
         """Build the session from ``evidence``, render its prompt, claim its id with a ``processing``
         record (or use the one ``accept`` claimed), store its objects, then the finished record."""
-        logs.phase(log, "prompt", "start")
-        began = time.monotonic()
-        try:
+        with logs.phase_span(log, "prompt"):
             session = self._write_recording(request, evidence, accepted)
-        except BaseException:
-            logs.phase(log, "prompt", "end", int((time.monotonic() - began) * 1000), failed=True)
-            raise
-        logs.phase(log, "prompt", "end", int((time.monotonic() - began) * 1000))
         log.info("recording processed", extra={"fields": {
             "sessionId": session.id, "processingMs": session.processing_time, "lanes": session.timings.to_json(),
             "frames": len(session.frames)}})

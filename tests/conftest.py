@@ -28,6 +28,12 @@ sys.path.insert(0, str(REPO))
 RECORDINGS = Path(os.environ.get("SCOPE_FIXTURES", REPO / "tests" / "fixtures" / "recordings"))
 
 
+def phase_events(caplog: pytest.LogCaptureFixture, event: str | None = None) -> list[dict]:
+    """The fields of each phase line the ``scope`` loggers wrote (``event``: only starts, or only ends)."""
+    lines = [r.fields for r in caplog.records if "phase" in getattr(r, "fields", {})]  # type: ignore[attr-defined]
+    return [fields for fields in lines if event is None or fields["event"] == event]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

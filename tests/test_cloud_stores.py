@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from conftest import Emulators, PageServer
+from conftest import Emulators, PageServer, phase_events
 from function import pipeline
 from function.aria import BrowserSettings, Inspector
 from function.config import Config
@@ -132,11 +132,6 @@ def test_a_failed_write_leaves_nothing_behind(cloud, browser, pages, small_video
         assert sessions.list("alice", None, None)[0] == []
 
 
-def phase_ends(caplog: pytest.LogCaptureFixture, name: str) -> list[dict]:
-    return [r.fields for r in caplog.records  # type: ignore[attr-defined]
-            if getattr(r, "fields", {}).get("phase") == name and r.fields.get("event") == "end"]
-
-
 def test_a_failed_record_write_removes_the_objects(cloud, browser, pages, small_video,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     env, store, sessions = cloud
@@ -145,9 +140,10 @@ def test_a_failed_record_write_removes_the_objects(cloud, browser, pages, small_
         run_pipeline(store, FailingSessions(sessions, True, []), browser, pages, small_video)
     assert bucket_names(env) == []
     assert sessions.list("alice", None, None)[0] == []
-    [end] = phase_ends(caplog, "prompt")  # the phase that began has its end, marked as a failure
+    ends = phase_events(caplog, "end")
+    [end] = [e for e in ends if e["phase"] == "prompt"]  # the phase that began has its end, marked as a failure
     assert end["failed"] is True and end["ms"] >= 0
-    assert all("failed" not in e for e in phase_ends(caplog, "extract") + phase_ends(caplog, "browser"))
+    assert all("failed" not in e for e in ends if e["phase"] in {"extract", "browser"})
 
 
 def test_a_taken_session_id_is_never_overwritten(cloud, monkeypatch: pytest.MonkeyPatch) -> None:

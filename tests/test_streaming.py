@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import PageServer
+from conftest import PageServer, phase_events
 from fake_anthropic import FakeAnthropic
 from function import pipeline
 from function.aria import BrowserSettings, Inspector
@@ -204,8 +204,7 @@ def test_a_phase_that_fails_logs_its_end_as_failed(pages: PageServer, tmp_path: 
     caplog.set_level(logging.INFO, logger="scope")
     with pytest.raises(VideoError):
         run_pipeline(video, pages.url + "/", Vision(LocalProvider()))
-    ends = [r.fields for r in caplog.records  # type: ignore[attr-defined]
-            if getattr(r, "fields", {}).get("phase") == "extract" and r.fields.get("event") == "end"]
+    ends = [e for e in phase_events(caplog, "end") if e["phase"] == "extract"]
     assert len(ends) == 1 and ends[0]["failed"] is True
 
 
@@ -221,8 +220,7 @@ def test_phases_under_way_when_the_request_fails_log_their_end_as_failed(
     caplog.set_level(logging.INFO, logger="scope")
     with pytest.raises(RuntimeError, match="the provider broke"):
         run_pipeline(recordings / RECORDING, pages.url + "/", Vision(SeesAnotherPageThenBreaks(pages.url + "/form.html")))
-    events = [r.fields for r in caplog.records if "phase" in getattr(r, "fields", {})]  # type: ignore[attr-defined]
-    ours = [e for e in events if e["phase"] != "browser"]  # (a lane of its own: it ends when its page is read)
+    ours = [e for e in phase_events(caplog) if e["phase"] != "browser"]  # (a lane of its own: it ends when its page is read)
     ends = {e["phase"]: e.get("failed", False) for e in ours if e["event"] == "end"}
     assert {e["phase"] for e in ours if e["event"] == "start"} == set(ends)  # every phase that began has its end
     assert ends["vision"] is True and ends["later pages"] is True
