@@ -250,13 +250,14 @@ def _pointer_for(frame: KeyFrame, region: Region, following: KeyFrame | None = N
 
 
 def _passing(path: list[PointerAt], departure: PointerAt) -> bool:
-    """Was the place the pointer left only a point on its way (seen in one sample, arrived just before)?"""
-    arrivals = [p for p in path if not p.left and p.ms < departure.ms]
-    if not arrivals:
-        return False
-    last = arrivals[-1]
-    same_place = abs(last.x - departure.x) <= STILL_PX and abs(last.y - departure.y) <= STILL_PX
-    return same_place and departure.ms - last.ms < CLICK_STILL_MS
+    """Was the place the pointer left only a point on its way (it arrived there just before)? It arrived
+    when it was first seen there: the samples it was seen in since, at the same place, are its rest."""
+    arrived: int | None = None
+    for p in reversed([p for p in path if not p.left and p.ms < departure.ms]):
+        if abs(p.x - departure.x) > STILL_PX or abs(p.y - departure.y) > STILL_PX:
+            break
+        arrived = p.ms
+    return arrived is not None and departure.ms - arrived < CLICK_STILL_MS
 
 
 def _rested_ms(frame: KeyFrame, point: PointerAt) -> int:

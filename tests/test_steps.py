@@ -107,6 +107,20 @@ def test_a_point_the_pointer_only_passed_through_is_not_where_it_clicked() -> No
     assert found[0].target is not None and found[0].target.name == "Book flights to Lisbon"
 
 
+def test_a_place_the_pointer_was_seen_at_again_before_it_left_is_a_rest_not_a_passing_point() -> None:
+    """The pointer arrived on the first row's checkbox as the change began and was seen there again
+    100 ms before it left: it rested there 400 ms, so that is where it clicked, not where it came from."""
+    rows = [line("Buy milk and eggs", 427, 216, h=22), line("Call the plumber", 426, 276, h=22)]
+    path = [PointerAt(18199, 282, 314, left=True),  # where it came from, near the change too
+            PointerAt(18200, 382, 230), PointerAt(18500, 382, 226),  # arrived, seen again
+            PointerAt(18599, 382, 230, left=True), PointerAt(18600, 256, 336)]  # left
+    frames = [frame(0, 0, None), frame(1, 18900, box(362, 128, 556, 216), started=18200,
+                                      pointer=PointerAt(18200, 382, 230), pointer_path=path)]
+    found = infer(frames, [seen(HEADER, *rows), seen(HEADER, rows[1])])
+    assert [s.action for s in found] == ["click"]
+    assert found[0].target is not None and found[0].target.name == "Buy milk and eggs"
+
+
 def test_the_row_nearest_the_pointer_names_it_between_two_rows() -> None:
     rows = [line("Buy milk and eggs", 427, 216, h=22), line("Call the plumber", 426, 276, h=22)]
     at = PointerAt(18700, 430, 254)  # 16 px below the first row's text, 22 px above the second's
