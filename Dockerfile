@@ -15,10 +15,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# Tesseract for the local analyser (used when no Anthropic key is configured).
+# Tesseract's English model for the local analyser (used when no Anthropic key is configured;
+# Tesseract itself comes with the Python package tesserocr).
 # tini as PID 1 reaps Chromium's orphaned children and passes SIGTERM on.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tini \
+ && apt-get install -y --no-install-recommends tesseract-ocr-eng tini \
  && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt .

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the service and its tests need on a Debian machine:
 # a Chromium for Playwright (Debian's, unless Playwright's own browser is installed),
-# ffmpeg (test videos) and tesseract (the local analyser's OCR); with --test also the
+# ffmpeg (test videos) and Tesseract's English model (the local analyser's OCR); with --test also the
 # Firestore emulator and a Java runtime for it, and tini (the image's init). Installs only what is missing.
 set -euo pipefail
 
@@ -18,7 +18,18 @@ if [ -z "${SCOPE_CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null && ! ha
   need+=(chromium)
 fi
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
-command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-eng)
+# The local analyser's OCR model (Tesseract itself comes with the Python package tesserocr);
+# function/vision/ocr.py looks in the same places.
+have_tesseract_model() {
+  [ -n "${TESSDATA_PREFIX:-}" ] && [ -e "$TESSDATA_PREFIX/eng.traineddata" ] && return 0
+  compgen -G "/usr/share/tesseract-ocr/*/tessdata/eng.traineddata" >/dev/null && return 0
+  local place
+  for place in /usr/share/tessdata /usr/local/share/tessdata /opt/homebrew/share/tessdata; do
+    [ -e "$place/eng.traineddata" ] && return 0
+  done
+  return 1
+}
+have_tesseract_model || need+=(tesseract-ocr-eng)
 
 # The Firestore emulator, wherever the Google Cloud SDK keeps it (tests/conftest.py looks in the same places).
 have_firestore_emulator() {
