@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -85,7 +84,6 @@ class Service:
 
 
 def build(config: Config) -> Service:
-    configure_process()
     service = Service(config, make_lanes(config), make_records(config))
     announce(service)
     return service
@@ -94,11 +92,6 @@ def build(config: Config) -> Service:
 def build_app(config: Config) -> Flask:
     service = build(config)
     return create_app(config, service.records, service.process, service.accept, service.run_job)
-
-
-def configure_process() -> None:
-    """Process-wide settings of the tools the lanes run: Tesseract's OpenMP threads fight on small crops."""
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
 def announce(service: Service) -> None:

@@ -36,13 +36,11 @@ def child(case: str, big: Path, latency: float) -> dict:
     from conftest import PageServer
     from fake_anthropic import FakeAnthropic
     from function import frames, pipeline
-    from function.app import configure_process
     from function.aria import BrowserSettings, Inspector
     from function.config import Config
     from function.models import RecordingRequest
     from function.vision import ClaudeProvider, ClaudeSettings, LocalProvider, Vision
 
-    configure_process()
     if case == "extract":
         started = time.perf_counter()
         key_frames = frames.extract(big)[0]

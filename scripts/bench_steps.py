@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from function import frames, steps  # noqa: E402
-from function.app import configure_process  # noqa: E402
 from function.vision import LocalProvider, Vision  # noqa: E402
 
 RECORDINGS = REPO / "tests" / "fixtures" / "recordings"
@@ -45,7 +44,6 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print every step and every missed action")
     parser.add_argument("videos", nargs="*", help="file names in tests/fixtures/recordings (default: all)")
     args = parser.parse_args()
-    configure_process()
     score = scorer()
     names = args.videos or [n for n in score.GT if not n.startswith("_")]
     total_named = total = 0

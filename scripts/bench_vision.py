@@ -26,7 +26,6 @@ import cv2  # noqa: E402
 from conftest import RECORDINGS  # noqa: E402
 from fake_anthropic import FakeAnthropic  # noqa: E402
 from function import frames  # noqa: E402
-from function.app import configure_process  # noqa: E402
 from function.models import KeyFrame  # noqa: E402
 from function.vision import ClaudeProvider, ClaudeSettings, LocalProvider, Vision, ocr  # noqa: E402
 
@@ -60,7 +59,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=2.0)
     args = parser.parse_args()
-    configure_process()  # Tesseract's thread setting, as the service has it
     key_frames = forty_frames()
     sequential = claude_case(key_frames, args.latency, batch=1, in_flight=1)
     batched = claude_case(key_frames, args.latency, batch=8, in_flight=4)

@@ -2,9 +2,8 @@
 
 Used by the local provider (no API key). Tesseract runs in the process (tesserocr), one engine
 per OCR thread, each loaded once and kept: starting the command-line program for every crop cost
-about 85 ms of CPU before any reading, more than most crops take to read. The service sets
-``OMP_THREAD_LIMIT=1`` (``app.configure_process``) so that an engine built with OpenMP does not
-spread one crop over the cores; the provider spreads crops over the cores itself.
+about 85 ms of CPU before any reading, more than most crops take to read. An engine reads on one
+core (the wheel's Tesseract has no OpenMP); the provider spreads crops over the cores itself.
 """
 
 from __future__ import annotations
