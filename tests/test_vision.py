@@ -338,3 +338,26 @@ def test_urls_read_off_the_screen_lose_their_credentials() -> None:
     clean = "https://shop.example.com:8443/orders?id=7"
     assert [a.url for a in result.analyses] == [clean, clean] and result.steps[0].value == clean
     assert result.urls_seen == [clean, "http://[::1]:3000/"]
+
+
+def test_ocr_reads_text_on_each_of_its_threads_and_says_when_its_model_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tesseract runs in the process, one engine per thread: two threads read the same words; the
+    English model is looked for where ``TESSDATA_PREFIX`` says, and its absence is said plainly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = np.full((120, 900), 255, np.uint8)
+    cv2.putText(image, "Checkout failed: card declined", (20, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 0, 2)
+    with ThreadPoolExecutor(2) as pool:
+        reads = list(pool.map(lambda _: ocr.read_lines(image, (5, 7)), range(4)))
+    assert all([line.text for line in read] == ["Checkout failed: card declined"] for read in reads)
+    assert reads[0][0].x >= 5 + 15 and reads[0][0].y >= 7 + 40  # boxes in the caller's frame
+
+    installed = Path(ocr.tessdata_dir())
+    (tmp_path / "eng.traineddata").symlink_to(installed / "eng.traineddata")
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    assert ocr.tessdata_dir() == str(tmp_path)
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path / "empty"))
+    monkeypatch.setattr(ocr, "_TESSDATA_PLACES", ())
+    with pytest.raises(ocr.OcrUnavailable, match="tesseract-ocr-eng"):
+        ocr.tessdata_dir()
