@@ -268,6 +268,31 @@ def test_a_thin_bar_that_appears_and_stays_is_a_change_not_a_caret(tmp_path: Pat
     assert 1000 <= key_frames[1].timestamp <= 3500
 
 
+def test_ssim_is_wang_et_al_formula_with_a_gaussian_window() -> None:
+    """The SSIM map, computed in place to spare the allocator, is exactly the formula as written:
+    ((2 μa μb + C1)(2 σab + C2)) / ((μa² + μb² + C1)(σa² + σb² + C2)), Gaussian window σ = 1.5."""
+    from function.frames.regions import ssim, ssim_map
+
+    def textbook(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        blur = lambda image: cv2.GaussianBlur(image, (11, 11), 1.5)  # noqa: E731
+        mu_a, mu_b = blur(a), blur(b)
+        var_a, var_b, cov = blur(a * a) - mu_a * mu_a, blur(b * b) - mu_b * mu_b, blur(a * b) - mu_a * mu_b
+        c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+        return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2))
+
+    rng = np.random.default_rng(11)
+    for height, width in ((540, 960), (13, 31)):
+        a = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        b = a.copy()
+        b[: height // 2, : width // 3] = rng.integers(0, 256, (height // 2, width // 3), dtype=np.uint8)
+        given = a.copy(), b.copy()
+        computed = ssim_map(a, b)
+        assert np.array_equal(a, given[0]) and np.array_equal(b, given[1])  # the scratch arrays are its own
+        assert computed.dtype == np.float32 and np.array_equal(computed, textbook(a, b))
+        assert ssim(a, a) == pytest.approx(1.0) and ssim(a, b) < 0.9
+
+
 def test_the_analysis_copy_halves_by_the_mean_of_each_two_by_two_block() -> None:
     """The extractor's analysis copy of a decoded frame: halved until its long edge fits, each halving
     the mean of every 2×2 block (what INTER_AREA gives; bilinear gives it faster at exactly half)."""
