@@ -18,16 +18,10 @@ if [ -z "${SCOPE_CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null && ! ha
   need+=(chromium)
 fi
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
-# The local analyser's OCR model (Tesseract itself comes with the Python package tesserocr);
-# function/vision/ocr.py looks in the same places.
+# The local analyser's OCR model (Tesseract itself comes with the Python package tesserocr),
+# looked for as the service looks for it.
 have_tesseract_model() {
-  [ -n "${TESSDATA_PREFIX:-}" ] && [ -e "$TESSDATA_PREFIX/eng.traineddata" ] && return 0
-  compgen -G "/usr/share/tesseract-ocr/*/tessdata/eng.traineddata" >/dev/null && return 0
-  local place
-  for place in /usr/share/tessdata /usr/local/share/tessdata /opt/homebrew/share/tessdata; do
-    [ -e "$place/eng.traineddata" ] && return 0
-  done
-  return 1
+  [ -x .venv/bin/python ] && .venv/bin/python -c "from function.vision.ocr import tessdata_dir; tessdata_dir()" 2>/dev/null
 }
 have_tesseract_model || need+=(tesseract-ocr-eng)
 

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -49,24 +50,23 @@ def read_lines(image: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[Text
     scale = 2 if image.shape[0] < 60 else 1  # Tesseract reads small UI text better enlarged
     if scale > 1:
         image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-    data = _words(image, tesserocr.PSM.SPARSE_TEXT if image.shape[0] < 40 * scale else tesserocr.PSM.AUTO)
-    lines: dict[tuple[int, int, int], list[int]] = {}
-    for i, word in enumerate(data["text"]):
-        if word.strip() and float(data["conf"][i]) >= MIN_CONFIDENCE:
-            lines.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(i)
+    mode = tesserocr.PSM.SPARSE_TEXT if image.shape[0] < 40 * scale else tesserocr.PSM.AUTO
+    lines: dict[tuple[int, int, int], list[_Word]] = {}
+    for word in _words(image, mode):
+        if word.text.strip() and word.conf >= MIN_CONFIDENCE:
+            lines.setdefault(word.line, []).append(word)
     out = []
-    for indices in lines.values():
-        text = " ".join(data["text"][i] for i in indices).strip()
+    for words in lines.values():
+        text = " ".join(w.text for w in words).strip()
         if not re.search(r"[A-Za-z0-9]{2}", text):
             continue
-        x0 = min(data["left"][i] for i in indices) // scale
-        y0 = min(data["top"][i] for i in indices) // scale
-        x1 = max(data["left"][i] + data["width"][i] for i in indices) // scale
-        y1 = max(data["top"][i] + data["height"][i] for i in indices) // scale
-        confidence = sum(float(data["conf"][i]) for i in indices) / len(indices)
-        words = tuple((data["text"][i], data["left"][i] // scale + offset[0], data["width"][i] // scale)
-                      for i in indices)
-        out.append(TextLine(text, x0 + offset[0], y0 + offset[1], x1 - x0, y1 - y0, round(confidence, 1), words))
+        x0 = min(w.left for w in words) // scale
+        y0 = min(w.top for w in words) // scale
+        x1 = max(w.left + w.width for w in words) // scale
+        y1 = max(w.top + w.height for w in words) // scale
+        confidence = sum(w.conf for w in words) / len(words)
+        spans = tuple((w.text, w.left // scale + offset[0], w.width // scale) for w in words)
+        out.append(TextLine(text, x0 + offset[0], y0 + offset[1], x1 - x0, y1 - y0, round(confidence, 1), spans))
     return sorted(out, key=lambda line: (line.y, line.x))
 
 
@@ -102,12 +102,20 @@ def _engine() -> tesserocr.PyTessBaseAPI:
     return engine
 
 
-_TSV_COLUMNS = ("level", "page_num", "block_num", "par_num", "line_num", "word_num", "left", "top", "width",
-                "height", "conf", "text")
+class _Word(NamedTuple):
+    """A word as Tesseract's TSV gives it: the line it is on (block, paragraph, line), its box, how sure."""
+
+    line: tuple[int, int, int]
+    left: int
+    top: int
+    width: int
+    height: int
+    conf: float
+    text: str
 
 
-def _words(image: np.ndarray, mode: int) -> dict[str, list]:
-    """Tesseract's words in ``image`` (gray or RGB, uint8), column by column as its TSV gives them."""
+def _words(image: np.ndarray, mode: int) -> list[_Word]:
+    """Tesseract's words in ``image`` (gray or RGB, uint8), in reading order."""
     engine = _engine()
     engine.SetPageSegMode(mode)
     image = np.ascontiguousarray(image, dtype=np.uint8)
@@ -115,16 +123,17 @@ def _words(image: np.ndarray, mode: int) -> dict[str, list]:
     depth = 1 if image.ndim == 2 else image.shape[2]
     engine.SetImageBytes(image.tobytes(), width, height, depth, depth * width)
     try:
-        rows = [line.split("\t") for line in (engine.GetTSVText(0) or "").splitlines()]
+        tsv = engine.GetTSVText(0) or ""
     finally:
         engine.Clear()
-    data: dict[str, list] = {column: [] for column in _TSV_COLUMNS}
-    for row in rows:
-        if len(row) < len(_TSV_COLUMNS):
-            continue
-        for column, value in zip(_TSV_COLUMNS, row):
-            data[column].append(value if column == "text" else float(value) if column == "conf" else int(value))
-    return data
+    words = []
+    for row in tsv.splitlines():
+        # level, page, block, paragraph, line, word, left, top, width, height, confidence, text
+        cells = row.split("\t")
+        if len(cells) == 12:
+            block, paragraph, line, left, top, box_width, box_height = (int(c) for c in cells[2:5] + cells[6:10])
+            words.append(_Word((block, paragraph, line), left, top, box_width, box_height, float(cells[10]), cells[11]))
+    return words
 
 
 def _repair(token: str) -> str:
