@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -192,6 +193,42 @@ def test_decoding_stops_when_the_caller_gives_up(recordings: Path) -> None:
     with pytest.raises(Cancelled):
         extract(recordings / "todomvc_long_1280_vp8.webm", encode_images=False, cancelled=cancelled)
     assert len(asked) == 3
+
+
+def test_the_decoder_works_on_eight_1080p_frames_at_once_and_fewer_larger_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    decoding = importlib.import_module("function.frames.decode")  # the package's ``decode`` is the function
+
+    monkeypatch.setattr(decoding.os, "cpu_count", lambda: 2)  # FFmpeg's own count: 3
+    assert decoding.decoder_threads(1920, 1080) == 8
+    assert decoding.decoder_threads(1280, 720) == 8
+    assert decoding.decoder_threads(2560, 1440) == 4
+    assert decoding.decoder_threads(3840, 2160) == 3, "4K keeps FFmpeg's count"
+    assert decoding.decoder_threads(0, 0) == 3, "an unknown size keeps FFmpeg's count"
+    monkeypatch.setattr(decoding.os, "cpu_count", lambda: 32)
+    assert decoding.decoder_threads(1920, 1080) == 16, "never fewer than FFmpeg would use"
+
+
+@pytest.mark.parametrize("video", ["todomvc_hires_1920_h264.mp4", "todomvc_basic_1280_vp9.webm"])
+def test_more_decoder_threads_decode_the_same_frames(recordings: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     video: str) -> None:
+    """Frame threads change when frames are ready, never what is in them: the key frames are bit for bit
+    those of a single-threaded decoder."""
+    decoding = importlib.import_module("function.frames.decode")  # the package's ``decode`` is the function
+
+    asked: list[tuple[int, int]] = []
+    threads = decoding.decoder_threads
+
+    def counted(width: int, height: int) -> int:
+        asked.append((width, height))
+        return threads(width, height)
+
+    monkeypatch.setattr(decoding, "decoder_threads", counted)
+    threaded, info, _ = extract(recordings / video)
+    assert (info.width, info.height) in asked and threads(info.width, info.height) >= 8
+    monkeypatch.setattr(decoding, "decoder_threads", lambda width, height: 1)
+    single, _, _ = extract(recordings / video)
+    assert [(f.timestamp, f.png) for f in threaded] == [(f.timestamp, f.png) for f in single]
 
 
 @pytest.mark.parametrize("font_scale", [0.35, 0.4])  # about 9 and 11 px tall digits

@@ -10,6 +10,7 @@ size (a resized window, a tab capture) is read at its first size.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,6 +18,25 @@ from typing import Any, Iterator
 import av
 import cv2
 import numpy as np
+
+
+# Pixels the decoder may hold in the frames it works on at once (one frame per thread): eight 1080p
+# frames. The analysis beside the decoder takes the GIL and a core in bursts, and the decoder goes on
+# only while frames are asked for: eight in flight keep both cores of a small instance busy through
+# those bursts, where FFmpeg's own count (one more than the cores) lets them idle — 4-8 % less time
+# on 1080p (docs/BENCHMARKS.md). Each thread holds frames of its own, so larger frames get fewer:
+# 4K keeps FFmpeg's count (eight 4K frames in flight cost two pipelines 0.33 GiB more).
+PIXELS_IN_FLIGHT = 8 * 1920 * 1080
+MAX_DECODER_THREADS = 8
+
+
+def decoder_threads(width: int, height: int) -> int:
+    """Frame threads for a video of this size: FFmpeg's own count, or more while they fit PIXELS_IN_FLIGHT."""
+    cores = os.cpu_count() or 1
+    ffmpeg_own = min(16, cores + 1) if cores > 1 else 1
+    if width * height <= 0:
+        return ffmpeg_own  # the header does not say: no more frames than FFmpeg would hold
+    return max(ffmpeg_own, min(MAX_DECODER_THREADS, PIXELS_IN_FLIGHT // (width * height)))
 
 
 class VideoError(ValueError):
@@ -92,6 +112,7 @@ def _open(path: str | Path, limits: Limits) -> tuple[Any, Any, Probe]:
         stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}  # whatever the header says
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_size(width, height, limits)
+        stream.codec_context.thread_count = decoder_threads(width, height)
         duration_ms = 0
         if stream.duration and stream.time_base:
             duration_ms = int(stream.duration * stream.time_base * 1000)
