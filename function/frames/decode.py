@@ -23,7 +23,7 @@ import numpy as np
 # Pixels the decoder may hold in the frames it works on at once (one frame per thread): eight 1080p
 # frames. The analysis beside the decoder takes the GIL and a core in bursts, and the decoder goes on
 # only while frames are asked for: eight in flight keep both cores of a small instance busy through
-# those bursts, where FFmpeg's own count (one more than the cores) lets them idle — 4-8 % less time
+# those bursts, where FFmpeg's own count (one more than the cores) lets them idle — 3-4 % less time
 # on 1080p (docs/BENCHMARKS.md). Each thread holds frames of its own, so larger frames get fewer:
 # 4K keeps FFmpeg's count (eight 4K frames in flight cost two pipelines 0.33 GiB more).
 PIXELS_IN_FLIGHT = 8 * 1920 * 1080
