@@ -58,6 +58,7 @@ CHROMIUM_ARGS = [
 NETWORK_QUIET_WAIT_S = 3.0  # after "load", wait at most this long for the network to go quiet
 MAX_ARIA_CHARS = 5_000_000  # a safety cap only: the snapshot is stored whole, the prompt trims it
 MAX_PAGES_IN_FLIGHT = 4
+STOP_POLL_S = 0.2  # how often a caller waiting for the browser looks whether its request gave up
 STEPS_PER_PAGE = 4  # loaded, settled, ARIA snapshot, screenshot: what ``inspect`` reports progress in
 MAX_SCREENSHOT_HEIGHT = 8000  # px: a full-page screenshot of an endless page stops here
 
@@ -246,21 +247,34 @@ class Inspector:
                 self._launch_lock = asyncio.Lock()
             return self._loop
 
-    def _run(self, coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, Any], timeout: float | None,
+             stop: threading.Event | None = None) -> Any:
+        """Run ``coro`` on the browser's loop; TimeoutError after ``timeout`` or, sooner, once ``stop`` is set."""
         future = asyncio.run_coroutine_threadsafe(coro, self._event_loop())
+        ends = None if timeout is None else time.monotonic() + timeout
         try:
-            return future.result(timeout)
+            while True:
+                left = None if ends is None else max(0.0, ends - time.monotonic())
+                wait = left
+                if stop is not None:
+                    wait = STOP_POLL_S if left is None else min(STOP_POLL_S, left)
+                try:
+                    return future.result(wait)
+                except concurrent.futures.TimeoutError:
+                    if stop is None or stop.is_set() or (ends is not None and time.monotonic() >= ends):
+                        raise
         except concurrent.futures.TimeoutError:
             future.cancel()  # the pages close (the context's ``finally``) instead of running on
             raise
 
     def inspect(self, urls: list[str], timeout_s: float | None = None,
-                on_step: StepListener | None = None) -> Inspection:
+                on_step: StepListener | None = None, stop: threading.Event | None = None) -> Inspection:
         """Open each URL in a fresh context and snapshot it; never raises for a page's failure.
 
         ``on_step`` is told, from the browser's thread, how many of the pages' steps are done (each
-        page: loaded, settled, its ARIA snapshot, its screenshot; a failed page's rest count as done)."""
-        return self._run(self._inspect(urls, on_step), timeout_s)
+        page: loaded, settled, its ARIA snapshot, its screenshot; a failed page's rest count as done).
+        Once ``stop`` is set (the request gave up), the pages close and TimeoutError is raised."""
+        return self._run(self._inspect(urls, on_step), timeout_s, stop)
 
     def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
                timeout_s: float | None = None) -> list[PageHit]:

@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, TypeVar
@@ -32,6 +33,10 @@ from .vision import Analyser, StreamEvents, VisionStream
 
 log = logging.getLogger("scope.pipeline")
 T = TypeVar("T")
+
+# When a request ends early (a bad video, its deadline), the browser's pages it opened are told to
+# close and are waited for this long at most: the answer does not leave work running behind it.
+LANE_STOP_S = 5.0
 
 
 class UrlNotAllowed(ValueError):
@@ -52,7 +57,8 @@ class Locator(Protocol):
 
 class Browser(Protocol):
     def inspect(self, urls: list[str], timeout_s: float | None = None,
-                on_step: Callable[[int, int], None] | None = None) -> Inspection: ...
+                on_step: Callable[[int, int], None] | None = None,
+                stop: threading.Event | None = None) -> Inspection: ...
 
     def locate(self, url: str, frame_png: bytes, probes: list[PointerProbe],
                timeout_s: float | None = None) -> list[PageHit]: ...
@@ -185,12 +191,13 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane")
     aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grounding")
-    later = LaterPages(lanes, request.seed_url, left)
-    stop = threading.Event()  # set when the deadline passes: the lanes stop their work
+    stop = threading.Event()  # set when the request ends, however it ends: work still under way stops
+    later = LaterPages(lanes, request.seed_url, left, stop)
+    browser_future: Future[Inspection] | None = None
     try:
         video_future = submit(video_lane)
         browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s,
-                                _told_progress("browser", "steps"))
+                                _told_progress("browser", "steps"), stop)
         try:
             video, probes, hits, problems = video_future.result(timeout=left())
             if progress is not None:
@@ -201,10 +208,12 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
                 inspection = merge(inspection, more)
                 spans["later pages"] = (int((later.began_at - started) * 1000), int((later.ended_at - started) * 1000))
         except (FutureTimeout, frames_lane.Cancelled) as exc:
-            stop.set()
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
         hits, later_problems = relocate(video, probes, inspection, hits, request.seed_url, lanes, left)
     finally:
+        stop.set()
+        if browser_future is not None:  # a failed request's browser lane closes its pages before the answer
+            futures_wait([browser_future], timeout=LANE_STOP_S)
         pool.shutdown(wait=False, cancel_futures=True)
         aside.shutdown(wait=False, cancel_futures=True)
         later.close()
@@ -251,8 +260,8 @@ class LaterPages:
     out, so the evidence does not depend on the order in which frames were read.
     """
 
-    def __init__(self, lanes: Lanes, seed_url: str, left: Callable[[], float]) -> None:
-        self.lanes, self.seed_url, self.left = lanes, seed_url, left
+    def __init__(self, lanes: Lanes, seed_url: str, left: Callable[[], float], stop: threading.Event) -> None:
+        self.lanes, self.seed_url, self.left, self.stop = lanes, seed_url, left, stop
         self.cap = max(0, lanes.config.max_urls - 1)
         self.began_at = self.ended_at = 0.0  # monotonic times the first page was opened and all were in
         self._context = contextvars.copy_context()  # ``open`` is called on vision's threads
@@ -297,6 +306,7 @@ class LaterPages:
             self._closed = True
             unfinished = bool(self._pages) and not self.ended_at
         self._pool.shutdown(wait=False, cancel_futures=True)
+        futures_wait(list(self._pages.values()), timeout=LANE_STOP_S)  # under way: closing, as ``stop`` is set
         if unfinished:
             logs.phase(log, "later pages", "end", int((time.monotonic() - self.began_at) * 1000), failed=True)
 
@@ -305,7 +315,7 @@ class LaterPages:
         if not decide(url, self.lanes.resolver, config.allow_private_urls, config.allowed_hosts).allowed:
             return None
         try:
-            return self.lanes.browser.inspect([url], self.left())
+            return self.lanes.browser.inspect([url], self.left(), stop=self.stop)
         finally:
             with self._lock:
                 self._finished += 1

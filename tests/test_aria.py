@@ -320,6 +320,35 @@ def test_a_page_closed_while_it_still_opens_leaves_nothing_open(inspector: Inspe
     assert locator.hits([]) == []
 
 
+def test_an_inspection_stops_when_its_request_gives_up(inspector: Inspector, pages: PageServer) -> None:
+    """The request's ``stop`` is set while the page still loads: the caller gets TimeoutError at once
+    (not the page's own timeout, nor a failed snapshot later) and the page's context is closed."""
+    assert inspector.inspect([pages.url + "/slow?d=0"]).snapshots[0].success  # the browser is up
+    browser = inspector._browser
+    path = f"/slow?d=30.{time.monotonic_ns() % 1000:03d}"  # far beyond the page timeout of 5 s
+    stop = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def inspect() -> None:
+        try:
+            outcome["result"] = inspector.inspect([pages.url + path], stop=stop)
+        except TimeoutError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=inspect)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while path not in pages.hits:
+        assert time.monotonic() < deadline, "the page was never asked for"
+        time.sleep(0.02)
+    stop.set()
+    worker.join(20)
+    assert not worker.is_alive() and isinstance(outcome.get("error"), TimeoutError), outcome
+    while browser.contexts:
+        assert time.monotonic() < deadline, "the context of the stopped inspection is still open"
+        time.sleep(0.05)
+
+
 def test_what_is_made_for_a_caller_that_gave_up_is_closed_once_made() -> None:
     """``aria.made``: a browser context still being created when the request gives up is closed as
     soon as it exists, and one made in time is handed over untouched."""

@@ -208,6 +208,21 @@ def test_a_phase_that_fails_logs_its_end_as_failed(pages: PageServer, tmp_path: 
     assert len(ends) == 1 and ends[0]["failed"] is True
 
 
+def test_a_failed_request_stops_its_browser_lane_before_it_answers(pages: PageServer, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The video does not decode while the seed page is still loading: the browser lane is stopped, and
+    its phase has logged its end (as a failure) by the time the request fails, instead of running on."""
+    from function.frames import VideoError
+
+    video = tmp_path / "broken.webm"
+    video.write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 4096)
+    caplog.set_level(logging.INFO, logger="scope")
+    with pytest.raises(VideoError):
+        run_pipeline(video, pages.url + f"/slow?d=30.{time.monotonic_ns() % 1000:03d}", Vision(LocalProvider()))
+    browser = [e for e in phase_events(caplog) if e["phase"] == "browser"]
+    assert [e["event"] for e in browser] == ["start", "end"] and browser[1]["failed"] is True
+
+
 class SeesAnotherPageThenBreaks(SeesAnotherPage):
     def read(self, batch: Batch) -> Reading:
         raise RuntimeError("the provider broke")  # not a ProviderFailed: no fallback takes over
@@ -215,13 +230,14 @@ class SeesAnotherPageThenBreaks(SeesAnotherPage):
 
 def test_phases_under_way_when_the_request_fails_log_their_end_as_failed(
         recordings: Path, pages: PageServer, caplog: pytest.LogCaptureFixture) -> None:
-    """Vision has begun and a later page is open when vision's reading fails: each phase of the video
-    lane that began logs its end, those two marked as failures, the others not."""
+    """Vision has begun and a later page is open when vision's reading fails: each phase that began
+    logs its end before the request fails, those two marked as failures, the decoding not."""
     caplog.set_level(logging.INFO, logger="scope")
     with pytest.raises(RuntimeError, match="the provider broke"):
         run_pipeline(recordings / RECORDING, pages.url + "/", Vision(SeesAnotherPageThenBreaks(pages.url + "/form.html")))
-    ours = [e for e in phase_events(caplog) if e["phase"] != "browser"]  # (a lane of its own: it ends when its page is read)
+    ours = phase_events(caplog)
     ends = {e["phase"]: e.get("failed", False) for e in ours if e["event"] == "end"}
     assert {e["phase"] for e in ours if e["event"] == "start"} == set(ends)  # every phase that began has its end
+    assert "browser" in ends  # the browser lane too, read in time or stopped
     assert ends["vision"] is True and ends["later pages"] is True
     assert ends["extract"] is False
