@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from . import stopping
 from .egress import BLOCKED_HEADER, GuardProxy
 from .models import Counts, Inspection, PageHit, PointerProbe, Snapshot, trim_lines
 from .urlguard import Resolver, check_host, system_resolver
@@ -58,7 +59,6 @@ CHROMIUM_ARGS = [
 NETWORK_QUIET_WAIT_S = 3.0  # after "load", wait at most this long for the network to go quiet
 MAX_ARIA_CHARS = 5_000_000  # a safety cap only: the snapshot is stored whole, the prompt trims it
 MAX_PAGES_IN_FLIGHT = 4
-STOP_POLL_S = 0.2  # how often a caller waiting for the browser looks whether its request gave up
 STEPS_PER_PAGE = 4  # loaded, settled, ARIA snapshot, screenshot: what ``inspect`` reports progress in
 MAX_SCREENSHOT_HEIGHT = 8000  # px: a full-page screenshot of an endless page stops here
 
@@ -251,19 +251,9 @@ class Inspector:
              stop: threading.Event | None = None) -> Any:
         """Run ``coro`` on the browser's loop; TimeoutError after ``timeout`` or, sooner, once ``stop`` is set."""
         future = asyncio.run_coroutine_threadsafe(coro, self._event_loop())
-        ends = None if timeout is None else time.monotonic() + timeout
         try:
-            while True:
-                left = None if ends is None else max(0.0, ends - time.monotonic())
-                wait = left
-                if stop is not None:
-                    wait = STOP_POLL_S if left is None else min(STOP_POLL_S, left)
-                try:
-                    return future.result(wait)
-                except concurrent.futures.TimeoutError:
-                    if stop is None or stop.is_set() or (ends is not None and time.monotonic() >= ends):
-                        raise
-        except concurrent.futures.TimeoutError:
+            return stopping.result(future, timeout, stop)
+        except TimeoutError:
             future.cancel()  # the pages close (the context's ``finally``) instead of running on
             raise
 

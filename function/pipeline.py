@@ -34,8 +34,9 @@ from .vision import Analyser, StreamEvents, VisionStream
 log = logging.getLogger("scope.pipeline")
 T = TypeVar("T")
 
-# When a request ends early (a bad video, its deadline), the browser's pages it opened are told to
-# close and are waited for this long at most: the answer does not leave work running behind it.
+# When a request ends early (a bad video, its deadline), its lanes are told to stop (pages close,
+# batches not yet sent to vision are dropped) and are waited for this long at most: the answer does
+# not leave work running behind it.
 LANE_STOP_S = 5.0
 
 
@@ -172,7 +173,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
             # otherwise vision does not wait for the live page, and it is looked up meanwhile.
             looked_up = (None if stream.wants_hints else
                          aside.submit(contextvars.copy_context().run, timed, "grounding", grounding.rest))
-            vision = stream.finish()
+            vision = stream.finish(stop)
             read_at = time.monotonic()
             spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
             logs.phase(log, "vision", "end", _length(spans["vision"]))
@@ -193,11 +194,12 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
     aside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grounding")
     stop = threading.Event()  # set when the request ends, however it ends: work still under way stops
     later = LaterPages(lanes, request.seed_url, left, stop)
-    browser_future: Future[Inspection] | None = None
+    lanes_started: list[Future] = []
     try:
         video_future = submit(video_lane)
         browser_future = submit(timed, "browser", lanes.browser.inspect, [request.seed_url], config.deadline_s,
                                 _told_progress("browser", "steps"), stop)
+        lanes_started += [video_future, browser_future]
         try:
             video, probes, hits, problems = video_future.result(timeout=left())
             if progress is not None:
@@ -212,8 +214,7 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
         hits, later_problems = relocate(video, probes, inspection, hits, request.seed_url, lanes, left)
     finally:
         stop.set()
-        if browser_future is not None:  # a failed request's browser lane closes its pages before the answer
-            futures_wait([browser_future], timeout=LANE_STOP_S)
+        futures_wait(lanes_started, timeout=LANE_STOP_S)  # a failed request's lanes end before its answer
         pool.shutdown(wait=False, cancel_futures=True)
         aside.shutdown(wait=False, cancel_futures=True)
         later.close()

@@ -223,6 +223,29 @@ def test_a_failed_request_stops_its_browser_lane_before_it_answers(pages: PageSe
     assert [e["event"] for e in browser] == ["start", "end"] and browser[1]["failed"] is True
 
 
+def test_a_request_past_its_deadline_sends_no_more_batches_to_claude(recordings: Path, pages: PageServer) -> None:
+    """One frame a batch, one batch at a time, a second each: the deadline passes while vision reads.
+    The request fails with its timeout, and the batches not yet sent are dropped, not sent to a
+    request that is gone (each would cost a call to Claude)."""
+    fake = FakeAnthropic(latency_s=1.0)
+    browser = Inspector(BrowserSettings(allow_private=True, page_timeout_s=5))
+    vision = Vision(ClaudeProvider(ClaudeSettings(api_key="k", model="m", base_url=fake.url, batch_size=1,
+                                                  max_in_flight=1, max_retries=0)))
+    video = recordings / RECORDING
+    try:
+        lanes = pipeline.Lanes(Config(allow_private_urls=True, deadline_s=6), vision, browser)
+        request = RecordingRequest(video, video.stat().st_size, "video/webm", "t", pages.url + "/", "",
+                                   "CLAUDE_CODE", None, "alice")
+        with pytest.raises(pipeline.PipelineTimeout):
+            pipeline.run(request, lanes)
+        sent = len(fake.requests)
+        time.sleep(4.0)  # without the stop, a batch a second would still go out
+        assert len(fake.requests) <= sent + 1, (sent, len(fake.requests))  # at most the one under way as it stopped
+    finally:
+        browser.close()
+        fake.close()
+
+
 class SeesAnotherPageThenBreaks(SeesAnotherPage):
     def read(self, batch: Batch) -> Reading:
         raise RuntimeError("the provider broke")  # not a ProviderFailed: no fallback takes over

@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
+from .. import stopping
 from ..models import FrameAnalysis, FrameHint, KeyFrame, Step, VisionResult
 from ..urlguard import inert_url, without_credentials
 from .ocr import toolbar_height
@@ -196,14 +197,16 @@ class VisionStream:
             done, handed = len(self._done), len(self.frames)
         self._context.copy().run(self.events.frames_read, done, handed)
 
-    def finish(self) -> VisionResult:
-        """Read what is left, wait for every batch and merge the readings (the frames in the order added)."""
+    def finish(self, stop: threading.Event | None = None) -> VisionResult:
+        """Read what is left, wait for every batch and merge the readings (the frames in the order added).
+
+        Once ``stop`` is set (the request gave up), ``stopping.Stopped``: batches not yet sent are dropped."""
         self._incoming.put(None)
         self._feeder.join()
         try:
             if self._failure is not None:
                 raise self._failure
-            outcomes = [read.result() for read in self.reads]
+            outcomes = [stopping.result(read, None, stop) for read in self.reads]
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
         return _merged(self.vision, self.frames, outcomes)
