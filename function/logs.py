@@ -11,9 +11,10 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Literal
 
@@ -63,29 +64,45 @@ def phase(logger: logging.Logger, name: str, event: Literal["start", "end"], ms:
 
 @dataclass
 class Span:
-    """When a phase began and ended, on the monotonic clock (``ended`` is 0 while it runs)."""
+    """A phase under way: its start is logged when it begins (``start``), its end once, by whichever
+    thread ends it (``end``), so a phase that begins and ends in callbacks on different threads logs
+    as one that wraps a block does (``phase_span``)."""
 
-    began: float
-    ended: float = 0.0
+    logger: logging.Logger
+    name: str
+    began: float = field(default_factory=time.monotonic)  # monotonic clock
+    ended: float = 0.0  # 0 while it runs
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def start(cls, logger: logging.Logger, name: str) -> "Span":
+        span = cls(logger, name)
+        phase(logger, name, "start")
+        return span
 
     @property
     def ms(self) -> int:
         return int((self.ended - self.began) * 1000)
 
+    def end(self, failed: bool = False) -> None:
+        """Log the end with the phase's length (``failed``: ended by an error); a second call does nothing."""
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = time.monotonic()
+        phase(self.logger, self.name, "end", self.ms, failed=failed)
+
 
 @contextmanager
 def phase_span(logger: logging.Logger, name: str) -> Iterator[Span]:
     """Log a phase's start, then its end with its length, marked failed if the block raised."""
-    span = Span(time.monotonic())
-    phase(logger, name, "start")
+    span = Span.start(logger, name)
     try:
         yield span
     except BaseException:
-        span.ended = time.monotonic()
-        phase(logger, name, "end", span.ms, failed=True)
+        span.end(failed=True)
         raise
-    span.ended = time.monotonic()
-    phase(logger, name, "end", span.ms)
+    span.end()
 
 
 def progress(logger: logging.Logger, name: str, done: int, of: int, unit: str) -> None:

@@ -160,7 +160,8 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
 
     def video_lane() -> tuple[VideoEvidence, list[PointerProbe], list[PageHit], list[str]]:
         grounding = Grounding(lanes, request.seed_url, left)
-        stream = lanes.analyser.open(grounding.hints_for, VisionEvents(later))
+        events = VisionEvents(later)
+        stream = lanes.analyser.open(grounding.hints_for, events)
         feed = Feed(stream, grounding)
         try:
             if progress is not None:
@@ -175,14 +176,15 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
                          aside.submit(contextvars.copy_context().run, timed, "grounding", grounding.rest))
             vision = stream.finish(stop)
             read_at = time.monotonic()
+            if events.span is not None:
+                events.span.end()
             spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
-            logs.phase(log, "vision", "end", _length(spans["vision"]))
             hits, problems = (timed("grounding", grounding.rest) if looked_up is None
                               else looked_up.result(timeout=left()))
         except BaseException:
             stream.abandon()
-            if stream.began_at is not None and "vision" not in spans:  # begun, never read to its end
-                logs.phase(log, "vision", "end", int((time.monotonic() - stream.began_at) * 1000), failed=True)
+            if events.span is not None:  # begun, never read to its end (or ended already: nothing more)
+                events.span.end(failed=True)
             raise
         finally:
             grounding.close()
@@ -206,9 +208,10 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
                 progress("inspecting pages")
             inspection = browser_future.result(timeout=left())
             more = later.collect(more_urls(request.seed_url, video.vision.urls_seen, config.max_urls))
-            if more is not None:  # pages the recording visited, most opened while it was still read
+            # pages the recording visited, most opened while it was still read
+            if more is not None and later.span is not None:
                 inspection = merge(inspection, more)
-                spans["later pages"] = (int((later.began_at - started) * 1000), int((later.ended_at - started) * 1000))
+                spans["later pages"] = (int((later.span.began - started) * 1000), int((later.span.ended - started) * 1000))
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
         hits, later_problems = relocate(video, probes, inspection, hits, request.seed_url, lanes, left)
@@ -241,9 +244,10 @@ class VisionEvents(StreamEvents):
 
     def __init__(self, later: LaterPages) -> None:
         self.later = later
+        self.span: logs.Span | None = None  # the vision phase, once the first frame is handed to it
 
     def started(self) -> None:
-        logs.phase(log, "vision", "start")
+        self.span = logs.Span.start(log, "vision")
 
     def url_seen(self, url: str) -> None:
         self.later.open(url)
@@ -264,7 +268,7 @@ class LaterPages:
     def __init__(self, lanes: Lanes, seed_url: str, left: Callable[[], float], stop: threading.Event) -> None:
         self.lanes, self.seed_url, self.left, self.stop = lanes, seed_url, left, stop
         self.cap = max(0, lanes.config.max_urls - 1)
-        self.began_at = self.ended_at = 0.0  # monotonic times the first page was opened and all were in
+        self.span: logs.Span | None = None  # the phase, from the first page opened until all are in
         self._context = contextvars.copy_context()  # ``open`` is called on vision's threads
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.cap), thread_name_prefix="pages")
         self._pages: dict[str, Future[Inspection | None]] = {}
@@ -281,8 +285,7 @@ class LaterPages:
             if page in self._pages or (early and len(self._pages) >= self.cap):
                 return self._pages.get(page)
             if not self._pages:
-                self.began_at = time.monotonic()
-                self._context.copy().run(logs.phase, log, "later pages", "start")
+                self.span = self._context.copy().run(logs.Span.start, log, "later pages")
             self._pages[page] = self._pool.submit(self._context.copy().run, self._inspect, page)
             return self._pages[page]
 
@@ -290,9 +293,8 @@ class LaterPages:
         """The inspection of ``urls`` (later pages, in order), or None when there are none the lane may open."""
         opened = [page for url in urls if (page := self.open(url, early=False)) is not None]
         inspections = [inspection for page in opened if (inspection := page.result(timeout=self.left())) is not None]
-        if self._pages:
-            self.ended_at = time.monotonic()
-            logs.phase(log, "later pages", "end", int((self.ended_at - self.began_at) * 1000))
+        if self.span is not None:
+            self.span.end()
         if not inspections:
             return None
         first, *rest = inspections
@@ -305,11 +307,10 @@ class LaterPages:
         ends here, as a failure."""
         with self._lock:
             self._closed = True
-            unfinished = bool(self._pages) and not self.ended_at
         self._pool.shutdown(wait=False, cancel_futures=True)
         futures_wait(list(self._pages.values()), timeout=LANE_STOP_S)  # under way: closing, as ``stop`` is set
-        if unfinished:
-            logs.phase(log, "later pages", "end", int((time.monotonic() - self.began_at) * 1000), failed=True)
+        if self.span is not None:
+            self.span.end(failed=True)  # (nothing when ``collect`` ended it)
 
     def _inspect(self, url: str) -> Inspection | None:
         config = self.lanes.config

@@ -208,6 +208,27 @@ def test_a_phase_that_fails_logs_its_end_as_failed(pages: PageServer, tmp_path: 
     assert len(ends) == 1 and ends[0]["failed"] is True
 
 
+def test_a_phase_ended_on_two_threads_at_once_logs_one_end(caplog: pytest.LogCaptureFixture) -> None:
+    """Vision's phase begins on the stream's thread and is ended by the lane, or by its failure path:
+    ``logs.Span`` logs one end, whoever comes first."""
+    from function import logs
+
+    caplog.set_level(logging.INFO, logger="scope")
+    span = logs.Span.start(logging.getLogger("scope.test-span"), "vision")
+    gate = threading.Barrier(4)
+
+    def end(failed: bool) -> None:
+        gate.wait()
+        span.end(failed=failed)
+
+    threads = [threading.Thread(target=end, args=(i % 2 == 1,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [e["event"] for e in phase_events(caplog)] == ["start", "end"] and span.ended >= span.began
+
+
 def test_a_failed_request_stops_its_browser_lane_before_it_answers(pages: PageServer, tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """The video does not decode while the seed page is still loading: the browser lane is stopped, and
