@@ -155,7 +155,7 @@ class VideoInfo:
     height: int
     container_duration_ms: int  # 0 when the container does not say (browser-recorded webm)
     last_frame_ms: int  # timestamp of the last decoded frame
-    frames_decoded: int
+    frames_read: int  # decoded, or skipped as no sample needed them
 
 
 # --------------------------------------------------------------------------- JSON shapes

@@ -28,7 +28,7 @@ def test_one_frame_per_change_after_it_settles(tmp_path: Path) -> None:
     region = frames[2].changed_region
     assert region is not None and region.y <= 130 <= region.y + region.height  # the second item's row
     assert 0 < frames[1].change_score < 1
-    assert (info.width, info.height) == (640, 360) and info.frames_decoded == 40 and warnings == []
+    assert (info.width, info.height) == (640, 360) and info.frames_read == 40 and warnings == []
     image = cv2.imdecode(np.frombuffer(frames[2].png, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (360, 640, 3)  # full resolution, lossless PNG
 
@@ -51,7 +51,7 @@ def test_black_and_single_frame_videos(tmp_path: Path) -> None:
     assert len(extract(black)[0]) == 1
     single = write_video(tmp_path / "one.webm", [np.full((240, 320, 3), 128, np.uint8)])
     frames, info, _ = extract(single)
-    assert len(frames) == 1 and info.frames_decoded == 1
+    assert len(frames) == 1 and info.frames_read == 1
 
 
 def test_limits_are_checked_before_decoding(tmp_path: Path) -> None:
@@ -121,6 +121,9 @@ def ffmpeg(*args: str) -> None:
                                       "-cpu-used", "5", "-threads", "1"]),
     ("quick_1366_25fps.mkv", ["-vf", "scale=1366:768", "-r", "25", "-c:v", "libx264", "-preset", "ultrafast",
                               "-crf", "30", "-pix_fmt", "yuv420p"]),
+    # B-frames at a rate the 100 ms grid does not divide: sampled on the grid, the rest skipped
+    ("quick_25fps_bframes.mp4", ["-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-crf", "28",
+                                 "-pix_fmt", "yuv420p"]),
 ])
 def test_same_defaults_generalise_to_other_sizes_and_codecs(recordings: Path, tmp_path: Path, name: str,
                                                             args: list[str]) -> None:
@@ -229,6 +232,24 @@ def test_more_decoder_threads_decode_the_same_frames(recordings: Path, monkeypat
     monkeypatch.setattr(decoding, "decoder_threads", lambda width, height: 1)
     single, _, _ = extract(recordings / video)
     assert [(f.timestamp, f.png) for f in threaded] == [(f.timestamp, f.png) for f in single]
+
+
+def test_frames_no_sample_needs_are_not_decoded_and_nothing_changes(recordings: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recording with B-frames: frames that no other frame refers to are decoded only where the
+    sampling grid takes one, a third of all here; the key frames, their PNGs and the pointer's
+    track are bit for bit those of decoding every frame."""
+    decoding = importlib.import_module("function.frames.decode")
+    video = recordings / "todomvc_quick_1280_h264.mkv"
+    assert decoding.probe(video).reorders
+    decoded = list(decoding.decode(video, grid_ms=100.0))
+    assert len(decoded) < 0.8 * decoded[-1].read
+    skipping, info, warnings = extract(video)
+    monkeypatch.setattr(decoding, "_on_grid", lambda *args: True)  # every frame decoded
+    every, every_info, every_warnings = extract(video)
+    assert [(f.timestamp, f.png, f.pointer_path) for f in skipping] == \
+        [(f.timestamp, f.png, f.pointer_path) for f in every]
+    assert (info, warnings) == (every_info, every_warnings) and info.frames_read == decoded[-1].read
 
 
 @pytest.mark.parametrize("font_scale", [0.35, 0.4])  # about 9 and 11 px tall digits

@@ -6,6 +6,10 @@ checked before the first frame is decoded and on every decoded frame: the header
 size is only a claim, so the decoder itself is told the pixel limit (FFmpeg's
 ``max_pixels``: a larger frame is never allocated). A recording whose frames change
 size (a resized window, a tab capture) is read at its first size.
+
+Frames are read in order, but not all are decoded: in a stream with B-frames, a frame no other
+frame refers to is skipped unless the sampler will take it (``grid_ms``), as FFmpeg's
+``skip_frame`` allows; the frames that are decoded are bit for bit the same.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class DecodedFrame:
     ms: int
     frame: Any  # av.VideoFrame; converted to colour only if it is kept
     size: tuple[int, int] | None = None  # (width, height) to scale to: the video's first size, when this differs
+    read: int = 0  # frames of the stream read so far, decoded or skipped (the decoder runs a few ahead)
 
     def gray(self) -> np.ndarray:
         """The luma plane, read in place where the pixel format has one (no colour conversion)."""
@@ -96,6 +101,7 @@ class Probe:
     height: int
     duration_ms: int  # 0 when the container does not say (browser-recorded webm)
     frame_count: int  # 0 when unknown
+    reorders: bool = False  # frames are stored out of display order (B-frames): some are referred to by none
 
 
 def _open(path: str | Path, limits: Limits) -> tuple[Any, Any, Probe]:
@@ -121,7 +127,8 @@ def _open(path: str | Path, limits: Limits) -> tuple[Any, Any, Probe]:
         if duration_ms > limits.max_seconds * 1000:
             raise VideoError(f"the video lasts {duration_ms / 1000:.0f} s, "
                              f"above the limit of {limits.max_seconds:.0f} s")
-        return container, stream, Probe(width, height, duration_ms, int(stream.frames or 0))
+        reorders = bool(stream.codec_context.has_b_frames)
+        return container, stream, Probe(width, height, duration_ms, int(stream.frames or 0), reorders)
     except BaseException:
         container.close()
         raise
@@ -139,33 +146,48 @@ def probe(path: str | Path, limits: Limits = Limits()) -> Probe:
     return info
 
 
-def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | None = None) -> Iterator[DecodedFrame]:
-    """Every frame in order, with its time from the stream; stops cleanly at a corrupt tail."""
-    container, stream, _ = _open(path, limits)
+def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | None = None,
+           grid_ms: float | None = None) -> Iterator[DecodedFrame]:
+    """Every frame in order, with its time from the stream; stops cleanly at a corrupt tail.
+
+    With ``grid_ms``, in a stream with B-frames, a frame no other frame refers to is decoded only
+    when it may be the first at or after a multiple of ``grid_ms`` (the one a sampler on that grid
+    takes): the others are never needed, and skipping them saves a third or more of the decoding.
+    """
+    container, stream, info = _open(path, limits)
     warnings = [] if warnings is None else warnings
     start = stream.start_time or 0
+    time_base = float(stream.time_base) if stream.time_base else 0.0
     fallback_ms = 1000.0 / float(stream.average_rate or 30)
+    skipping = grid_ms is not None and info.reorders and time_base > 0
+    codec = stream.codec_context
     last_ms = -1
-    count = 0
+    count = read = 0
     first_size: tuple[int, int] | None = None
     try:
-        for frame in container.decode(stream):
-            _check_size(frame.width, frame.height, limits)
-            first_size = first_size or (frame.width, frame.height)
-            resized = (frame.width, frame.height) != first_size
-            if resized and not any(w.startswith("the frames change size") for w in warnings):
-                warnings.append(f"the frames change size at {max(last_ms, 0) / 1000:.1f} s ({first_size[0]}x"
-                                f"{first_size[1]} to {frame.width}x{frame.height}); they were scaled to the first")
-            if frame.pts is not None and stream.time_base:
-                ms = int(round(float((frame.pts - start) * stream.time_base) * 1000))
-            else:
-                ms = int(last_ms + fallback_ms)
-            ms = max(ms, last_ms + 1 if count else 0)
-            if ms > limits.max_seconds * 1000:
-                raise VideoError(f"the video lasts more than the limit of {limits.max_seconds:.0f} s")
-            last_ms = ms
-            count += 1
-            yield DecodedFrame(ms, frame, first_size if resized else None)
+        for packet in container.demux(stream):
+            if packet.size:
+                read += 1
+                if skipping:
+                    assert grid_ms is not None
+                    codec.skip_frame = "DEFAULT" if _on_grid(packet, start, time_base, grid_ms) else "NONREF"
+            for frame in packet.decode():
+                _check_size(frame.width, frame.height, limits)
+                first_size = first_size or (frame.width, frame.height)
+                resized = (frame.width, frame.height) != first_size
+                if resized and not any(w.startswith("the frames change size") for w in warnings):
+                    warnings.append(f"the frames change size at {max(last_ms, 0) / 1000:.1f} s ({first_size[0]}x"
+                                    f"{first_size[1]} to {frame.width}x{frame.height}); they were scaled to the first")
+                if frame.pts is not None and time_base:
+                    ms = int(round((frame.pts - start) * time_base * 1000))
+                else:
+                    ms = int(last_ms + fallback_ms)
+                ms = max(ms, last_ms + 1 if count else 0)
+                if ms > limits.max_seconds * 1000:
+                    raise VideoError(f"the video lasts more than the limit of {limits.max_seconds:.0f} s")
+                last_ms = ms
+                count += 1
+                yield DecodedFrame(ms, frame, first_size if resized else None, read)
     except av.FFmpegError as exc:
         _check_size(stream.codec_context.width, stream.codec_context.height, limits)  # refused as too large
         if count == 0:
@@ -174,3 +196,14 @@ def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | No
                         "the frames before it were used")
     finally:
         container.close()
+
+
+def _on_grid(packet: Any, start: int, time_base: float, grid_ms: float) -> bool:
+    """Is this packet's frame the first at or after a multiple of ``grid_ms`` (to the millisecond, as the
+    sampler takes it)? That is, does a multiple fall within one frame's duration before it (its own: the
+    frame before is as long at a constant rate)? A frame without a time or duration is decoded."""
+    if packet.pts is None or not packet.duration:
+        return True
+    ms = (packet.pts - start) * time_base * 1000
+    duration_ms = packet.duration * time_base * 1000
+    return (ms + 1) % grid_ms < duration_ms + 0.5

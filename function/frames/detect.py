@@ -9,7 +9,9 @@ frame shows the finished state), or after ``MAX_SETTLE_MS`` if it never settles 
 scrolling): a long burst gives one frame per ``MAX_SETTLE_MS``.
 
 Analysis reads the luma plane in place, on a thread of its own so decoding goes on meanwhile;
-only kept frames are converted to colour, and their PNGs are encoded off both threads.
+only kept frames are converted to colour, and their PNGs are encoded off both threads. In a
+stream with B-frames the samples fall on a fixed grid (multiples of 100 ms), so the decoder
+knows which frames no sample needs and skips those no other frame refers to.
 """
 
 from __future__ import annotations
@@ -333,17 +335,20 @@ def extract(
     every call has returned when ``extract`` does.
     """
     info = probe(path, limits)
+    # A stream with B-frames is sampled on a fixed grid (multiples of the interval): the decoder then
+    # skips the frames no sample and no other frame needs. Others are sampled an interval after the last.
+    on_grid = info.reorders
     state = _Extractor(limits, encode_images, on_frame=on_frame)
     analysis = _Analysis(state, limits.max_frames)
     warnings: list[str] = []
     interval = 1000.0 / SAMPLE_FPS
     next_sample = 0.0
     last_ms = 0
-    decoded = 0
+    read = 0
     ok = False
     try:
-        for item in decode(path, limits, warnings):
-            decoded += 1
+        for item in decode(path, limits, warnings, interval if on_grid else None):
+            read = item.read
             if item.ms // 1000 != last_ms // 1000:
                 if cancelled is not None and cancelled():
                     raise Cancelled("stopped: the request's deadline passed")
@@ -352,7 +357,7 @@ def extract(
             last_ms = item.ms
             if item.ms + 1 < next_sample:
                 continue
-            next_sample = item.ms + interval
+            next_sample = (math.floor((item.ms + 1) / interval) + 1) * interval if on_grid else item.ms + interval
             analysis.put(item)
             if analysis.done.is_set():
                 break
@@ -363,7 +368,7 @@ def extract(
             state.finish()
         if not state.kept:
             raise VideoError("no frame of the video could be decoded")
-        short_of_count = info.frame_count and decoded < 0.9 * info.frame_count
+        short_of_count = info.frame_count and read < 0.9 * info.frame_count
         short_of_duration = info.duration_ms and last_ms < 0.9 * info.duration_ms - 1000
         if (short_of_count or short_of_duration) and not warnings:
             warnings.append(f"the video ends early: frames up to {last_ms / 1000:.1f} s of "
@@ -372,4 +377,4 @@ def extract(
     finally:
         analysis.close(abandon=not ok)
         state.close(encode=ok and encode_images)
-    return state.kept, VideoInfo(state.width, state.height, info.duration_ms, last_ms, decoded), warnings
+    return state.kept, VideoInfo(state.width, state.height, info.duration_ms, last_ms, read), warnings
