@@ -178,7 +178,8 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
             read_at = time.monotonic()
             if events.span is not None:
                 events.span.end()
-            spans["vision"] = (int(((stream.began_at or read_at) - started) * 1000), int((read_at - started) * 1000))
+            began_at = events.span.began if events.span is not None else read_at
+            spans["vision"] = (int((began_at - started) * 1000), int((read_at - started) * 1000))
             hits, problems = (timed("grounding", grounding.rest) if looked_up is None
                               else looked_up.result(timeout=left()))
         except BaseException:

@@ -159,7 +159,7 @@ def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | No
     start = stream.start_time or 0
     time_base = float(stream.time_base) if stream.time_base else 0.0
     fallback_ms = 1000.0 / float(stream.average_rate or 30)
-    skipping = grid_ms is not None and info.reorders and time_base > 0
+    grid = grid_ms if info.reorders and time_base > 0 else None  # skipping works only where frames have times
     codec = stream.codec_context
     last_ms = -1
     count = read = 0
@@ -168,9 +168,8 @@ def decode(path: str | Path, limits: Limits = Limits(), warnings: list[str] | No
         for packet in container.demux(stream):
             if packet.size:
                 read += 1
-                if skipping:
-                    assert grid_ms is not None
-                    codec.skip_frame = "DEFAULT" if _on_grid(packet, start, time_base, grid_ms) else "NONREF"
+                if grid is not None:
+                    codec.skip_frame = "DEFAULT" if _on_grid(packet, start, time_base, grid) else "NONREF"
             for frame in packet.decode():
                 _check_size(frame.width, frame.height, limits)
                 first_size = first_size or (frame.width, frame.height)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -160,7 +159,7 @@ class VisionStream:
         self._context = contextvars.copy_context()
         self.frames: list[KeyFrame] = []
         self.reads: list[Future[tuple[Reading, str | None]]] = []
-        self.began_at: float | None = None  # monotonic time the provider got its first frame (vision began)
+        self._began = False  # the provider got its first frame: ``events.started`` was told
         self._told = threading.Lock()
         self._urls: set[str] = set()
         self._done: set[int] = set()  # indexes of the frames read
@@ -220,8 +219,8 @@ class VisionStream:
     def _feed(self) -> None:
         try:
             while (frame := self._incoming.get()) is not None:
-                if self.began_at is None:
-                    self.began_at = time.monotonic()
+                if not self._began:
+                    self._began = True
                     self.events.started()
                 with self._told:
                     self.frames.append(frame)
