@@ -209,10 +209,11 @@ def run(request: RecordingRequest, lanes: Lanes, progress: Progress | None = Non
                 progress("inspecting pages")
             inspection = browser_future.result(timeout=left())
             more = later.collect(more_urls(request.seed_url, video.vision.urls_seen, config.max_urls))
-            # pages the recording visited, most opened while it was still read
-            if more is not None and later.span is not None:
+            if more is not None:  # pages the recording visited, most opened while it was still read
                 inspection = merge(inspection, more)
-                spans["later pages"] = (int((later.span.began - started) * 1000), int((later.span.ended - started) * 1000))
+                if later.span is not None:  # (it is: ``more`` came from pages opened)
+                    spans["later pages"] = (int((later.span.began - started) * 1000),
+                                            int((later.span.ended - started) * 1000))
         except (FutureTimeout, frames_lane.Cancelled) as exc:
             raise PipelineTimeout(f"processing passed its deadline of {config.deadline_s:.0f} s") from exc
         hits, later_problems = relocate(video, probes, inspection, hits, request.seed_url, lanes, left)
